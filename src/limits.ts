@@ -1,0 +1,30 @@
+/**
+ * Every bound in one place, each with its unit in its name. A limit that a user
+ * can change is a CLI flag whose default lives here.
+ */
+import { RECORD_BYTES } from "./record.ts";
+
+/** Input is read in chunks of this many bytes (a whole number of records). */
+export const readChunkBytes = 4 * 1024 * 1024 - ((4 * 1024 * 1024) % RECORD_BYTES);
+/** Records for one peer are sent in data frames of at most this many payload bytes. */
+export const batchBytes = 2560 * RECORD_BYTES; // 256,000 B: big writes beat small ones
+/** Frames queued for one outgoing stream before the partitioner waits for `drain`. */
+export const maxQueuedBytesPerPeer = 8 * batchBytes;
+/** A control frame (hello, done, abort, ...) never exceeds this many payload bytes. */
+export const maxControlPayloadBytes = 4096;
+/** An abort reason is cut to this many bytes. */
+export const maxAbortReasonBytes = 1024;
+/** The output is written in pieces of this many bytes. */
+export const writeChunkBytes = 8 * 1024 * 1024;
+
+export const defaultRetryIntervalMs = 250;
+export const defaultConnectTimeoutMs = 60_000;
+export const defaultIdleTimeoutMs = 5_000;
+export const defaultHelloTimeoutMs = 2_000;
+/** Bounds on the user-set timing flags. */
+export const minRetryIntervalMs = 10;
+export const maxTimeoutMs = 24 * 60 * 60 * 1000;
+/** After the last READY/ABORT is written, wait at most this long for it to flush. */
+export const flushTimeoutMs = 2_000;
+/** Largest config file read, in bytes: a cluster list is small. */
+export const maxConfigBytes = 1024 * 1024;
