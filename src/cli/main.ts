@@ -24,6 +24,7 @@ const commands: Record<string, () => Promise<AnyCommand>> = {
   bench: () => import("./bench.ts").then((m) => m.default),
   gensort: () => import("./gensort.ts").then((m) => m.default),
   valsort: () => import("./valsort.ts").then((m) => m.default),
+  config: () => import("./config.ts").then((m) => m.default),
 };
 
 const commandSummaries: Record<string, string> = {
@@ -35,6 +36,7 @@ const commandSummaries: Record<string, string> = {
   bench: "Measure the sort with local peers: per-phase timings, MB/s, peak memory",
   gensort: "Sort Benchmark gensort 1.5, byte-identical output",
   valsort: "Sort Benchmark valsort 1.5, same messages and exit codes",
+  config: "Validate a cluster config and list its peers",
 };
 
 export const mainMeta = {
