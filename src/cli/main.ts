@@ -94,10 +94,12 @@ export async function main(argv: string[]): Promise<number> {
     const { result } = await runCommand(command, { rawArgs: rest });
     return typeof result === "number" ? result : 0;
   } catch (error) {
-    const code = error instanceof NetsortError ? error.exitCode : EXIT_RUNTIME;
+    // citty's own argument errors (missing positional, bad enum) are usage errors.
+    const cittyUsage = error instanceof Error && error.name === "CLIError";
+    const code = error instanceof NetsortError ? error.exitCode : cittyUsage ? EXIT_USAGE : EXIT_RUNTIME;
     if (isVerbose() && error instanceof Error) log.error(error);
     else log.error(errorMessage(error));
-    if (code === EXIT_USAGE && !(error instanceof NetsortError)) log.info(`see netsort ${name} --help`);
+    if (cittyUsage) log.info(`see netsort ${name} --help`);
     return code;
   }
 }

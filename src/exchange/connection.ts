@@ -1,0 +1,111 @@
+/**
+ * One TCP connection's write side, with backpressure. Bun's `socket.write`
+ * returns how many bytes the kernel took and queues nothing: the rest is kept
+ * here, with its offset, and written from the `drain` handler. Frames queued here
+ * are bounded by the callers (a fixed pool of batch buffers per stream), so a
+ * slow receiver slows its sender instead of growing memory.
+ */
+import type { Socket } from "bun";
+import { assert } from "../errors.ts";
+
+interface Pending {
+  buf: Uint8Array;
+  offset: number;
+  end: number;
+  /** Called once the frame has been handed to the kernel whole (e.g. to recycle the buffer). */
+  onWritten: (() => void) | null;
+}
+
+/** Most frames waiting in one connection's queue: a bug guard, far above what the pools allow. */
+const maxPendingFrames = 4096;
+
+export class Connection<T = unknown> {
+  socket: Socket<T> | null = null;
+  private readonly pending: Pending[] = [];
+  private head = 0;
+  private flushWaiters: Array<() => void> = [];
+  /** Monotonic ms of the last byte received / handed to the kernel, for idle checks and pings. */
+  lastReceivedMs = performance.now();
+  lastSentMs = performance.now();
+  closed = false;
+
+  /** Attach the socket once it is open; queued frames start flowing. */
+  attach(socket: Socket<T>): void {
+    assert(this.socket === null, "a connection is attached once");
+    this.socket = socket;
+    this.lastReceivedMs = performance.now();
+    this.flush();
+  }
+
+  /** Queue a whole frame. `buf` must not change until `onWritten` runs. */
+  send(buf: Uint8Array, length = buf.length, onWritten: (() => void) | null = null): void {
+    if (this.closed) {
+      onWritten?.();
+      return;
+    }
+    assert(this.pending.length - this.head < maxPendingFrames, "connection queue bounded");
+    this.pending.push({ buf, offset: 0, end: length, onWritten });
+    this.flush();
+  }
+
+  /** Bytes not yet taken by the kernel. */
+  get queuedFrames(): number {
+    return this.pending.length - this.head;
+  }
+
+  /** Write as much as the kernel takes; called on send and on `drain`. */
+  flush(): void {
+    const socket = this.socket;
+    if (socket === null || this.closed) return;
+    while (this.head < this.pending.length) {
+      const p = this.pending[this.head];
+      const wrote = socket.write(p.buf, p.offset, p.end - p.offset);
+      if (wrote < 0) {
+        this.markClosed();
+        return;
+      }
+      if (wrote > 0) this.lastSentMs = performance.now();
+      p.offset += wrote;
+      if (p.offset < p.end) return; // kernel buffer full: `drain` calls flush again
+      this.head++;
+      p.onWritten?.();
+    }
+    // Compact once everything is written, so the array never grows without bound.
+    this.pending.length = 0;
+    this.head = 0;
+    const waiters = this.flushWaiters;
+    this.flushWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves when every queued byte has been handed to the kernel (or the socket closed). */
+  whenFlushed(): Promise<void> {
+    if (this.head >= this.pending.length || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.flushWaiters.push(resolve));
+  }
+
+  /** The socket is gone: recycle queued buffers and release waiters. */
+  markClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (let i = this.head; i < this.pending.length; i++) this.pending[i].onWritten?.();
+    this.pending.length = 0;
+    this.head = 0;
+    const waiters = this.flushWaiters;
+    this.flushWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Close the socket now (after a flush if the caller awaited one). */
+  close(): void {
+    const socket = this.socket;
+    this.markClosed();
+    if (socket !== null) {
+      try {
+        socket.end();
+      } catch {
+        // already closed: nothing to do
+      }
+    }
+  }
+}

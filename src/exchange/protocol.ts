@@ -1,0 +1,346 @@
+/**
+ * The wire protocol, in one place. docs/protocol.md describes it for people;
+ * this file is the truth for code. Every message is a frame:
+ *
+ *   offset 0  u8   type        (FrameType below)
+ *   offset 1  u8   flags       must be 0 (reserved)
+ *   offset 2  u16  reserved    must be 0
+ *   offset 4  u32  length      payload bytes, big-endian, checked against the type's limit
+ *   offset 8  ...  payload
+ *
+ * The 8-byte header keeps DATA payloads 4-byte aligned, so records are copied as
+ * u32 words on both ends. No allocation is ever driven by an unchecked length:
+ * each type has a hard payload limit, checked before a byte of payload is kept.
+ */
+import { assert } from "../errors.ts";
+import { maxAbortReasonBytes, maxControlPayloadBytes } from "../limits.ts";
+import { RECORD_BYTES } from "../record.ts";
+
+export const FRAME_HEADER_BYTES = 8;
+export const PROTOCOL_MAGIC = 0x4e535254; // "NSRT"
+export const PROTOCOL_VERSION = 1;
+export const FINGERPRINT_BYTES = 32;
+export const NONCE_BYTES = 32;
+export const PROOF_BYTES = 32;
+/** Hard limit on one DATA frame's payload; senders use limits.batchBytes (smaller). */
+export const maxDataPayloadBytes = 1024 * 1024 - ((1024 * 1024) % RECORD_BYTES);
+
+export enum FrameType {
+  /** dialer -> listener: who I am, which cluster, whom I want. */
+  Hello = 1,
+  /** listener -> dialer: accepted; the listener's id, fingerprint, nonce, proof. */
+  Welcome = 2,
+  /** dialer -> listener: the dialer's proof of the shared secret. */
+  Auth = 3,
+  /** dialer -> listener: whole records. */
+  Data = 4,
+  /** dialer -> listener: end of this stream, with its record count and digest. */
+  Done = 5,
+  /** listener -> dialer: the stream was received whole (count and digest matched). */
+  Ack = 6,
+  /** dialer -> listener: my output is written and fsynced under its temporary name. */
+  Ready = 7,
+  /** either way, any time: stop the sort, with the reason. */
+  Abort = 8,
+  /** either way: keep-alive while a side has nothing else to say. */
+  Ping = 9,
+  /** listener -> dialer: hello refused, with the reason. */
+  Refuse = 10,
+}
+
+const HELLO_BYTES = 4 + 2 + 2 + 2 + 2 + FINGERPRINT_BYTES + NONCE_BYTES;
+const WELCOME_BYTES = 2 + FINGERPRINT_BYTES + NONCE_BYTES + PROOF_BYTES;
+const DONE_BYTES = 8 + 4;
+
+/** The most payload bytes each frame type may declare. */
+const payloadLimit: Record<FrameType, number> = {
+  [FrameType.Hello]: HELLO_BYTES,
+  [FrameType.Welcome]: WELCOME_BYTES,
+  [FrameType.Auth]: PROOF_BYTES,
+  [FrameType.Data]: maxDataPayloadBytes,
+  [FrameType.Done]: DONE_BYTES,
+  [FrameType.Ack]: DONE_BYTES,
+  [FrameType.Ready]: 0,
+  [FrameType.Abort]: maxAbortReasonBytes,
+  [FrameType.Ping]: 0,
+  [FrameType.Refuse]: maxAbortReasonBytes,
+};
+assert(
+  Object.values(payloadLimit).every((n) => n <= maxControlPayloadBytes || n === maxDataPayloadBytes),
+  "control frames fit the control buffer",
+);
+
+/** A peer sent bytes that break the protocol. The message names what was wrong. */
+export class ProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ProtocolError";
+  }
+}
+
+export function writeHeader(buf: Uint8Array, offset: number, type: FrameType, length: number): void {
+  assert(length >= 0 && length <= payloadLimit[type], `frame ${FrameType[type]} length ${length}`);
+  buf[offset] = type;
+  buf[offset + 1] = 0;
+  buf[offset + 2] = 0;
+  buf[offset + 3] = 0;
+  new DataView(buf.buffer, buf.byteOffset + offset, 4 + 4).setUint32(4, length);
+}
+
+function frame(type: FrameType, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
+  writeHeader(out, 0, type, payload.length);
+  out.set(payload, FRAME_HEADER_BYTES);
+  return out;
+}
+
+export interface Hello {
+  senderId: number;
+  receiverId: number;
+  peers: number;
+  fingerprint: Uint8Array;
+  nonce: Uint8Array;
+}
+
+export function encodeHello(h: Hello): Uint8Array {
+  const p = new Uint8Array(HELLO_BYTES);
+  const v = new DataView(p.buffer);
+  v.setUint32(0, PROTOCOL_MAGIC);
+  v.setUint16(4, PROTOCOL_VERSION);
+  v.setUint16(6, h.senderId);
+  v.setUint16(8, h.receiverId);
+  v.setUint16(10, h.peers);
+  p.set(h.fingerprint, 12);
+  p.set(h.nonce, 12 + FINGERPRINT_BYTES);
+  return frame(FrameType.Hello, p);
+}
+
+export function decodeHello(p: Uint8Array): Hello {
+  if (p.length !== HELLO_BYTES)
+    throw new ProtocolError(`hello of ${p.length} bytes, expected ${HELLO_BYTES}`);
+  const v = new DataView(p.buffer, p.byteOffset, p.length);
+  if (v.getUint32(0) !== PROTOCOL_MAGIC) throw new ProtocolError("hello without the netsort magic");
+  const version = v.getUint16(4);
+  if (version !== PROTOCOL_VERSION) {
+    throw new ProtocolError(`protocol version ${version}, this netsort speaks ${PROTOCOL_VERSION}`);
+  }
+  return {
+    senderId: v.getUint16(6),
+    receiverId: v.getUint16(8),
+    peers: v.getUint16(10),
+    fingerprint: p.slice(12, 12 + FINGERPRINT_BYTES),
+    nonce: p.slice(12 + FINGERPRINT_BYTES, HELLO_BYTES),
+  };
+}
+
+export interface Welcome {
+  listenerId: number;
+  fingerprint: Uint8Array;
+  nonce: Uint8Array;
+  /** HMAC proof of the shared secret, or all zeros when none is configured. */
+  proof: Uint8Array;
+}
+
+export function encodeWelcome(w: Welcome): Uint8Array {
+  const p = new Uint8Array(WELCOME_BYTES);
+  new DataView(p.buffer).setUint16(0, w.listenerId);
+  p.set(w.fingerprint, 2);
+  p.set(w.nonce, 2 + FINGERPRINT_BYTES);
+  p.set(w.proof, 2 + FINGERPRINT_BYTES + NONCE_BYTES);
+  return frame(FrameType.Welcome, p);
+}
+
+export function decodeWelcome(p: Uint8Array): Welcome {
+  if (p.length !== WELCOME_BYTES)
+    throw new ProtocolError(`welcome of ${p.length} bytes, expected ${WELCOME_BYTES}`);
+  return {
+    listenerId: new DataView(p.buffer, p.byteOffset, 2).getUint16(0),
+    fingerprint: p.slice(2, 2 + FINGERPRINT_BYTES),
+    nonce: p.slice(2 + FINGERPRINT_BYTES, 2 + FINGERPRINT_BYTES + NONCE_BYTES),
+    proof: p.slice(2 + FINGERPRINT_BYTES + NONCE_BYTES, WELCOME_BYTES),
+  };
+}
+
+export function encodeAuth(proof: Uint8Array): Uint8Array {
+  assert(proof.length === PROOF_BYTES, "proof size");
+  return frame(FrameType.Auth, proof);
+}
+
+export function decodeAuth(p: Uint8Array): Uint8Array {
+  if (p.length !== PROOF_BYTES) throw new ProtocolError(`auth of ${p.length} bytes, expected ${PROOF_BYTES}`);
+  return p.slice();
+}
+
+/** Record count and digest of one stream (DONE and ACK carry the same fields). */
+export interface StreamSummary {
+  records: number;
+  digest: number;
+}
+
+export function encodeSummary(type: FrameType.Done | FrameType.Ack, s: StreamSummary): Uint8Array {
+  const p = new Uint8Array(DONE_BYTES);
+  const v = new DataView(p.buffer);
+  v.setBigUint64(0, BigInt(s.records));
+  v.setUint32(8, s.digest >>> 0);
+  return frame(type, p);
+}
+
+export function decodeSummary(p: Uint8Array): StreamSummary {
+  if (p.length !== DONE_BYTES)
+    throw new ProtocolError(`done/ack of ${p.length} bytes, expected ${DONE_BYTES}`);
+  const v = new DataView(p.buffer, p.byteOffset, p.length);
+  const records = v.getBigUint64(0);
+  if (records > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new ProtocolError(`record count ${records} is impossible`);
+  return { records: Number(records), digest: v.getUint32(8) };
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: false });
+
+/** ABORT or REFUSE with a reason, cut to maxAbortReasonBytes. */
+export function encodeReason(type: FrameType.Abort | FrameType.Refuse, reason: string): Uint8Array {
+  let bytes = encoder.encode(reason);
+  if (bytes.length > maxAbortReasonBytes) bytes = bytes.subarray(0, maxAbortReasonBytes);
+  return frame(type, bytes);
+}
+
+export function decodeReason(p: Uint8Array): string {
+  // Strip control characters: the text ends up in the receiving peer's log line.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: that is the point
+  return decoder.decode(p).replace(/[\u0000-\u001f\u007f]/g, " ");
+}
+
+export function encodeEmpty(type: FrameType.Ready | FrameType.Ping): Uint8Array {
+  return frame(type, new Uint8Array(0));
+}
+
+/** What a FrameDecoder hands to its owner. */
+export interface FrameHandlers {
+  /** A whole control frame; `payload` is only valid during the call. */
+  onControl(type: FrameType, payload: Uint8Array): void;
+  /**
+   * Whole records from DATA frames: buf[offset, offset + length), length a
+   * multiple of RECORD_BYTES. Valid only during the call (buffers are reused).
+   */
+  onRecords(buf: Uint8Array, offset: number, length: number): void;
+}
+
+/**
+ * Reassembles frames from a byte stream split anywhere. Control payloads are
+ * gathered in a fixed buffer; DATA payloads are passed through without copying,
+ * except a record that straddles two chunks, which is completed in `carry`.
+ * Throws ProtocolError on the first bad byte; the caller then drops the stream.
+ */
+export class FrameDecoder {
+  private readonly header = new Uint8Array(FRAME_HEADER_BYTES);
+  private headerFill = 0;
+  private type: FrameType = FrameType.Ping;
+  private remaining = -1; // payload bytes still expected; -1 = reading a header
+  private readonly control = new Uint8Array(maxControlPayloadBytes);
+  private controlFill = 0;
+  private readonly carry = new Uint8Array(RECORD_BYTES);
+  private carryFill = 0;
+  /** Frame types this decoder accepts now; anything else is a protocol error. */
+  allowed: ReadonlySet<FrameType>;
+
+  constructor(
+    private readonly handlers: FrameHandlers,
+    allowed: ReadonlySet<FrameType>,
+  ) {
+    this.allowed = allowed;
+  }
+
+  /** Feed the next chunk of the stream. */
+  push(chunk: Uint8Array): void {
+    let pos = 0;
+    const end = chunk.length;
+    while (pos < end) {
+      if (this.remaining < 0) {
+        const take = Math.min(FRAME_HEADER_BYTES - this.headerFill, end - pos);
+        this.header.set(chunk.subarray(pos, pos + take), this.headerFill);
+        this.headerFill += take;
+        pos += take;
+        if (this.headerFill === FRAME_HEADER_BYTES) this.startFrame();
+        continue;
+      }
+      if (this.type === FrameType.Data) {
+        pos = this.pushData(chunk, pos, end);
+      } else {
+        const take = Math.min(this.remaining, end - pos);
+        this.control.set(chunk.subarray(pos, pos + take), this.controlFill);
+        this.controlFill += take;
+        this.remaining -= take;
+        pos += take;
+      }
+      if (this.remaining === 0) this.endFrame();
+    }
+  }
+
+  /** True when no frame is half-received: the stream may end here. */
+  get atFrameBoundary(): boolean {
+    return this.remaining < 0 && this.headerFill === 0;
+  }
+
+  private startFrame(): void {
+    const h = this.header;
+    const type = h[0] as FrameType;
+    if (!(type in payloadLimit)) throw new ProtocolError(`unknown frame type ${h[0]}`);
+    if (!this.allowed.has(type)) throw new ProtocolError(`unexpected ${FrameType[type]} frame`);
+    if (h[1] !== 0 || h[2] !== 0 || h[3] !== 0) throw new ProtocolError("reserved header bytes are not zero");
+    const length = ((h[4] << 24) | (h[5] << 16) | (h[6] << 8) | h[7]) >>> 0;
+    if (length > payloadLimit[type]) {
+      throw new ProtocolError(
+        `${FrameType[type]} frame of ${length} bytes exceeds the ${payloadLimit[type]} limit`,
+      );
+    }
+    if (type === FrameType.Data && (length === 0 || length % RECORD_BYTES !== 0)) {
+      throw new ProtocolError(`DATA frame of ${length} bytes is not a whole number of records`);
+    }
+    this.type = type;
+    this.remaining = length;
+    this.controlFill = 0;
+    this.headerFill = 0;
+    if (length === 0) this.endFrame();
+  }
+
+  private pushData(chunk: Uint8Array, start: number, end: number): number {
+    let pos = start;
+    const available = Math.min(this.remaining, end - pos);
+    let left = available;
+    if (this.carryFill > 0) {
+      const take = Math.min(RECORD_BYTES - this.carryFill, left);
+      this.carry.set(chunk.subarray(pos, pos + take), this.carryFill);
+      this.carryFill += take;
+      pos += take;
+      left -= take;
+      if (this.carryFill === RECORD_BYTES) {
+        this.handlers.onRecords(this.carry, 0, RECORD_BYTES);
+        this.carryFill = 0;
+      }
+    }
+    const whole = left - (left % RECORD_BYTES);
+    if (whole > 0) {
+      this.handlers.onRecords(chunk, pos, whole);
+      pos += whole;
+      left -= whole;
+    }
+    if (left > 0) {
+      this.carry.set(chunk.subarray(pos, pos + left), 0);
+      this.carryFill = left;
+      pos += left;
+    }
+    this.remaining -= available;
+    return pos;
+  }
+
+  private endFrame(): void {
+    const type = this.type;
+    this.remaining = -1;
+    if (type === FrameType.Data) {
+      assert(this.carryFill === 0, "a DATA frame ends on a record boundary");
+      return;
+    }
+    this.handlers.onControl(type, this.control.subarray(0, this.controlFill));
+  }
+}

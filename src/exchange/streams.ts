@@ -1,0 +1,108 @@
+/**
+ * The two ends of one stream, after the hello: OutStream (we dialed, we send
+ * records) and InStream (they dialed, we receive). Each keeps the record count
+ * and the CRC-32 digest of the records in stream order, so DONE can be checked.
+ */
+import { assert } from "../errors.ts";
+import { batchBytes, maxQueuedBytesPerPeer } from "../limits.ts";
+import { RECORD_BYTES } from "../record.ts";
+import type { ServerEntry } from "../types.ts";
+import { Connection } from "./connection.ts";
+import { encodeSummary, FRAME_HEADER_BYTES, FrameType, writeHeader } from "./protocol.ts";
+
+/** Batch buffers one outgoing stream may own: bounds its queued bytes. */
+export const batchBuffersPerStream = Math.max(2, Math.floor(maxQueuedBytesPerPeer / batchBytes));
+
+/** Per-socket dispatch, kept in Bun's `socket.data`. */
+export interface SocketHandler {
+  onData(chunk: Uint8Array): void;
+  onDrain(): void;
+  onClose(reason: string): void;
+}
+
+export class OutStream {
+  readonly conn = new Connection<SocketHandler>();
+  /** dialing: no hello answered yet; open: records may flow; acked: the receiver confirmed DONE. */
+  state: "dialing" | "open" | "acked" = "dialing";
+  records = 0;
+  digest = 0;
+  doneSent = false;
+  readySent = false;
+  /** Set when the mesh fails: waiters wake and the partitioner stops. */
+  stopped = false;
+  private readonly free: Uint8Array[] = [];
+  private created = 0;
+  private waiters: Array<() => void> = [];
+
+  constructor(readonly peer: ServerEntry) {}
+
+  /** A free batch buffer ([header][batchBytes of payload]), or null when all are queued. */
+  acquire(): Uint8Array | null {
+    const buf = this.free.pop();
+    if (buf !== undefined) return buf;
+    if (this.created < batchBuffersPerStream) {
+      this.created++;
+      return new Uint8Array(FRAME_HEADER_BYTES + batchBytes);
+    }
+    return null;
+  }
+
+  /** Resolves when a buffer may be free (the caller retries acquire). */
+  whenFree(): Promise<void> {
+    if (this.stopped || this.free.length > 0 || this.created < batchBuffersPerStream)
+      return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Send `payloadBytes` of records that sit at buf[8, 8 + payloadBytes). The buffer comes back via acquire. */
+  sendBatch(buf: Uint8Array, payloadBytes: number): void {
+    assert(!this.doneSent, "no data after DONE");
+    assert(payloadBytes > 0 && payloadBytes % RECORD_BYTES === 0 && payloadBytes <= batchBytes, "batch size");
+    writeHeader(buf, 0, FrameType.Data, payloadBytes);
+    this.digest = Bun.hash.crc32(
+      buf.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + payloadBytes),
+      this.digest,
+    );
+    this.records += payloadBytes / RECORD_BYTES;
+    this.conn.send(buf, FRAME_HEADER_BYTES + payloadBytes, () => this.release(buf));
+  }
+
+  /** End of our records for this peer. */
+  finish(): void {
+    assert(!this.doneSent, "DONE is sent once");
+    this.doneSent = true;
+    this.conn.send(encodeSummary(FrameType.Done, { records: this.records, digest: this.digest }));
+  }
+
+  /** The mesh failed: wake every waiter so nothing awaits forever. */
+  stop(): void {
+    this.stopped = true;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  private release(buf: Uint8Array): void {
+    this.free.push(buf);
+    const w = this.waiters.shift();
+    w?.();
+  }
+}
+
+export class InStream {
+  records = 0;
+  digest = 0;
+  done = false;
+  ready = false;
+
+  constructor(
+    readonly peer: ServerEntry,
+    readonly conn: Connection<SocketHandler>,
+  ) {}
+
+  /** Account for records as they arrive (the digest chains over the stream in order). */
+  count(buf: Uint8Array, offset: number, length: number): void {
+    this.digest = Bun.hash.crc32(buf.subarray(offset, offset + length), this.digest);
+    this.records += length / RECORD_BYTES;
+  }
+}

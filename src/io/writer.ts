@@ -1,0 +1,119 @@
+/**
+ * Durable output: records go to a temporary file beside the output, which is
+ * fsynced, and renamed into place only when the whole mesh agrees (commit). The
+ * output path never holds a partial file; a failed run removes the temp file.
+ */
+import { closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { assert, NetsortError, UsageError } from "../errors.ts";
+
+function reasonOf(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "ENOSPC") return "no space left on device";
+  if (code === "EDQUOT") return "disk quota exceeded";
+  if (code === "EFBIG") return "file too large";
+  if (code === "EACCES" || code === "EPERM") return "permission denied";
+  if (code === "ENOENT") return "directory does not exist";
+  return code ?? String(error);
+}
+
+/** Temp files of live writers, removed on a signal (see job.ts). */
+const liveTempFiles = new Set<string>();
+
+export function removeLiveTempFiles(): void {
+  for (const path of liveTempFiles) {
+    try {
+      unlinkSync(path);
+    } catch {
+      // already gone
+    }
+  }
+  liveTempFiles.clear();
+}
+
+export class DurableWriter {
+  readonly tempPath: string;
+  private fd: number;
+  private state: "open" | "prepared" | "committed" | "discarded" = "open";
+  bytes = 0;
+
+  /** Opens the temp file now, so a missing or read-only directory is found before data moves (exit 2). */
+  constructor(readonly path: string) {
+    const dir = dirname(path);
+    this.tempPath = join(dir, `.${basename(path)}.netsort-${process.pid}.tmp`);
+    try {
+      if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) {
+        throw new UsageError(`output ${path}: is a directory`);
+      }
+      this.fd = openSync(this.tempPath, "w", 0o644);
+    } catch (error) {
+      if (error instanceof UsageError) throw error;
+      throw new UsageError(`output ${path}: cannot write in ${dir} (${reasonOf(error)})`);
+    }
+    liveTempFiles.add(this.tempPath);
+  }
+
+  /** Append bytes; a full disk is a run-time failure (exit 1). */
+  write(buf: Uint8Array): void {
+    assert(this.state === "open", "write before prepare");
+    let offset = 0;
+    try {
+      while (offset < buf.length) offset += writeSync(this.fd, buf, offset, buf.length - offset);
+    } catch (error) {
+      throw new NetsortError(
+        `output ${this.path}: write failed after ${this.bytes + offset} bytes (${reasonOf(error)})`,
+      );
+    }
+    this.bytes += buf.length;
+  }
+
+  /** Flush to disk under the temporary name. */
+  prepare(): void {
+    assert(this.state === "open", "prepare once");
+    try {
+      fsyncSync(this.fd);
+      closeSync(this.fd);
+    } catch (error) {
+      throw new NetsortError(`output ${this.path}: fsync failed (${reasonOf(error)})`);
+    }
+    this.state = "prepared";
+  }
+
+  /** Rename into place and make the rename durable. */
+  commit(): void {
+    assert(this.state === "prepared", "commit after prepare");
+    try {
+      renameSync(this.tempPath, this.path);
+    } catch (error) {
+      throw new NetsortError(`output ${this.path}: rename failed (${reasonOf(error)})`);
+    }
+    liveTempFiles.delete(this.tempPath);
+    this.state = "committed";
+    try {
+      const dirFd = openSync(dirname(this.path), "r");
+      fsyncSync(dirFd);
+      closeSync(dirFd);
+    } catch {
+      // Some filesystems refuse fsync on a directory; the rename itself is done.
+    }
+  }
+
+  /** Remove the temp file; safe to call in any state, any number of times. */
+  discard(): void {
+    if (this.state === "committed" || this.state === "discarded") return;
+    if (this.state === "open") {
+      try {
+        closeSync(this.fd);
+      } catch {
+        // already closed
+      }
+    }
+    try {
+      unlinkSync(this.tempPath);
+    } catch {
+      // already gone
+    }
+    liveTempFiles.delete(this.tempPath);
+    this.state = "discarded";
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * One peer's whole run: read -> partition -> exchange -> sort -> write, with the
+ * ready/commit step that makes exit 0 mean "the sort succeeded everywhere".
+ * Reading, sending and receiving overlap: every chunk is partitioned and its
+ * batches go out while the next is read, and records from other peers land in
+ * their buckets (the first radix pass) as they arrive.
+ */
+import { NetsortError } from "./errors.ts";
+import { Mesh } from "./exchange/mesh.ts";
+import { checkInputFile, readChunks } from "./io/reader.ts";
+import { DurableWriter } from "./io/writer.ts";
+import { formatBytes, formatRate, log } from "./log.ts";
+import { Partitioner } from "./partition/partitioner.ts";
+import { RECORD_BYTES, rangeEnd, rangeStart } from "./record.ts";
+import { BucketStore } from "./sort/buckets.ts";
+import type { PhaseTimings, SortOptions } from "./types.ts";
+
+/** The sort loop gives the event loop a turn at least this often, so pings and ABORTs flow. */
+const maxBusyMs = 50;
+/** A peer with bad input waits at most this long for the mesh, to tell it why it stops. */
+const earlyAbortWaitMs = 10_000;
+/** A progress line is logged this often during long phases. */
+const progressIntervalMs = 5_000;
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function peakRssBytes(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+/**
+ * The input or output was unusable before any data moved: still reach the mesh
+ * (bounded) so the other peers stop now, naming us, instead of at their timeout.
+ */
+async function abortEarly(options: SortOptions, error: unknown): Promise<never> {
+  const mesh = new Mesh(options, { onRecords: () => {} });
+  try {
+    mesh.listen();
+    mesh.start();
+    let timer: Timer | undefined;
+    const waitMs = Math.min(options.connectTimeoutMs, earlyAbortWaitMs);
+    await Promise.race([mesh.whenConnected(), new Promise((r) => (timer = setTimeout(r, waitMs)))]).catch(
+      () => {},
+    );
+    clearTimeout(timer);
+  } catch {
+    // could not listen either: the original error is the one to report
+  }
+  mesh.fail(error);
+  await mesh.close();
+  throw error;
+}
+
+export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
+  const startMs = performance.now();
+  const { serverId, config } = options;
+  const peers = config.servers.length;
+  let inputBytes: number;
+  let writer: DurableWriter;
+  try {
+    inputBytes = checkInputFile(options.inputFile);
+    writer = new DurableWriter(options.outputFile);
+  } catch (error) {
+    return abortEarly(options, error);
+  }
+  const store = new BucketStore({
+    rangeStart: rangeStart(serverId, peers),
+    rangeEnd: rangeEnd(serverId, peers),
+    expectedRecords: Math.ceil(inputBytes / RECORD_BYTES),
+  });
+  const mesh = new Mesh(options, {
+    onRecords: (_from, buf, offset, length) => store.add(buf, offset, length),
+  });
+  const partitioner = new Partitioner(serverId, mesh.out, (buf, offset, length) =>
+    store.add(buf, offset, length),
+  );
+  const t: PhaseTimings = {
+    connectMs: 0,
+    readMs: 0,
+    exchangeMs: 0,
+    sortMs: 0,
+    writeMs: 0,
+    totalMs: 0,
+    inputRecords: inputBytes / RECORD_BYTES,
+    outputRecords: 0,
+    sentBytes: 0,
+    receivedBytes: 0,
+    peakRssBytes: 0,
+  };
+  let readBytes = 0;
+  const onSignal = (signal: NodeJS.Signals) => mesh.fail(new NetsortError(`interrupted by ${signal}`));
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  const progress = setInterval(() => {
+    log.info(
+      `progress: read ${formatBytes(readBytes)} of ${formatBytes(inputBytes)}, holding ${store.records} records, ${Math.round(performance.now() - startMs)} ms`,
+    );
+  }, progressIntervalMs);
+
+  const work = async () => {
+    mesh.listen();
+    mesh.start();
+    mesh.whenConnected().then(
+      () => {
+        t.connectMs = mesh.connectedAtMs > 0 ? mesh.connectedAtMs - startMs : 0;
+        if (peers > 1) log.info(`mesh up: ${peers - 1} peers connected in ${Math.round(t.connectMs)} ms`);
+      },
+      () => {},
+    );
+    for await (const chunk of readChunks(options.inputFile, inputBytes)) {
+      await partitioner.push(chunk);
+      readBytes += chunk.length;
+      await turn(); // let sockets drain and receive between chunks
+    }
+    partitioner.finish();
+    for (const out of mesh.out) out?.finish();
+    t.readMs = performance.now() - startMs;
+    const kept = partitioner.routed[serverId];
+    log.info(
+      `read ${formatBytes(inputBytes)} (${t.inputRecords} records) in ${Math.round(t.readMs)} ms, ${formatRate(inputBytes, t.readMs)}; kept ${kept}, sent ${t.inputRecords - kept} records`,
+    );
+    await mesh.whenConnected();
+    await mesh.whenAllReceived();
+    t.exchangeMs = performance.now() - startMs;
+    t.sentBytes = mesh.out.reduce((sum, o) => sum + (o === null ? 0 : o.records * RECORD_BYTES), 0);
+    t.receivedBytes = mesh.in.reduce((sum, s) => sum + (s === null ? 0 : s.records * RECORD_BYTES), 0);
+    log.info(
+      `exchange done at ${Math.round(t.exchangeMs)} ms: received ${t.receivedBytes / RECORD_BYTES} records from ${peers - 1} peers, holding ${store.records}`,
+    );
+
+    let sortMs = 0;
+    let writeMs = 0;
+    let lastTurnMs = performance.now();
+    const runs = store.sortedRuns();
+    while (true) {
+      const a = performance.now();
+      const next = runs.next();
+      const b = performance.now();
+      sortMs += b - a;
+      if (next.done) break;
+      writer.write(next.value);
+      const c = performance.now();
+      writeMs += c - b;
+      if (c - lastTurnMs > maxBusyMs) {
+        await turn();
+        lastTurnMs = performance.now();
+      }
+    }
+    const f = performance.now();
+    writer.prepare();
+    writeMs += performance.now() - f;
+    t.sortMs = sortMs;
+    t.outputRecords = writer.bytes / RECORD_BYTES;
+    log.info(`sorted ${t.outputRecords} records in ${Math.round(sortMs)} ms`);
+    mesh.sendReady();
+    await mesh.whenCommitted();
+    const g = performance.now();
+    writer.commit();
+    t.writeMs = writeMs + (performance.now() - g);
+    log.info(
+      `wrote ${formatBytes(writer.bytes)} to ${options.outputFile} in ${Math.round(t.writeMs)} ms (fsync included), ${formatRate(writer.bytes, t.writeMs)}`,
+    );
+  };
+
+  try {
+    const running = work();
+    running.catch(() => {}); // when the mesh fails first, `work` stops on its own
+    await Promise.race([running, mesh.failed]);
+  } catch (error) {
+    mesh.fail(error);
+    writer.discard();
+    await mesh.close();
+    throw mesh.error ?? error;
+  } finally {
+    clearInterval(progress);
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  await mesh.close();
+  t.totalMs = performance.now() - startMs;
+  t.peakRssBytes = peakRssBytes();
+  log.success(
+    `peer ${serverId}: sorted ${t.outputRecords} records in ${Math.round(t.totalMs)} ms, peak RSS ${formatBytes(t.peakRssBytes)}`,
+  );
+  return t;
+}
