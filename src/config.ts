@@ -38,7 +38,9 @@ function readText(path: string): string {
 function parsePort(where: string, value: unknown): number {
   const text = typeof value === "number" ? String(value) : typeof value === "string" ? value.trim() : null;
   if (text === null || !/^\d+$/.test(text)) {
-    throw new UsageError(`${where}: port must be an integer 1-65535 (a number or a quoted string), got ${JSON.stringify(value)}`);
+    throw new UsageError(
+      `${where}: port must be an integer 1-65535 (a number or a quoted string), got ${JSON.stringify(value)}`,
+    );
   }
   const port = Number(text);
   if (port < 1 || port > 65535) throw new UsageError(`${where}: port ${port} is outside 1-65535`);
@@ -62,17 +64,21 @@ export function validateConfig(path: string, doc: unknown): ClusterConfig {
     const where = `config ${path}: servers[${index}]`;
     if (!isPlainObject(raw)) throw new UsageError(`${where}: must be a mapping {serverId, host, port}`);
     for (const key of Object.keys(raw)) {
-      if (!entryFields.has(key)) throw new UsageError(`${where}: unknown field "${key}" (expected serverId, host, port)`);
+      if (!entryFields.has(key))
+        throw new UsageError(`${where}: unknown field "${key}" (expected serverId, host, port)`);
     }
     for (const key of entryFields) {
-      if (raw[key] === undefined || raw[key] === null) throw new UsageError(`${where}: missing field "${key}"`);
+      if (raw[key] === undefined || raw[key] === null)
+        throw new UsageError(`${where}: missing field "${key}"`);
     }
     const id = raw.serverId;
     if (typeof id !== "number" || !Number.isInteger(id)) {
       throw new UsageError(`${where}: serverId must be an integer, got ${JSON.stringify(id)}`);
     }
     if (id < 0 || id >= list.length) {
-      throw new UsageError(`${where}: serverId ${id} is outside 0..${list.length - 1} (ids must be exactly 0..N-1)`);
+      throw new UsageError(
+        `${where}: serverId ${id} is outside 0..${list.length - 1} (ids must be exactly 0..N-1)`,
+      );
     }
     if (byId[id] !== undefined) throw new UsageError(`${where}: serverId ${id} is listed twice`);
     const host = raw.host;
@@ -83,7 +89,9 @@ export function validateConfig(path: string, doc: unknown): ClusterConfig {
     const endpoint = `${host.trim().toLowerCase()}:${port}`;
     const other = endpoints.get(endpoint);
     if (other !== undefined) {
-      throw new UsageError(`${where}: serverId ${id} and serverId ${other} are both on ${host.trim()}:${port}`);
+      throw new UsageError(
+        `${where}: serverId ${id} and serverId ${other} are both on ${host.trim()}:${port}`,
+      );
     }
     endpoints.set(endpoint, id);
     byId[id] = { serverId: id, host: host.trim(), port };

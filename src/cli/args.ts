@@ -74,7 +74,12 @@ export function checkArgs(command: string, rawArgs: string[], def: ArgsDef): voi
 }
 
 /** Parse a decimal integer flag or argument and check its range. */
-export function parseIntArg(name: string, value: string | number | undefined, min: number, max: number): number {
+export function parseIntArg(
+  name: string,
+  value: string | number | undefined,
+  min: number,
+  max: number,
+): number {
   const text = String(value ?? "").trim();
   if (!/^-?\d+$/.test(text)) throw new UsageError(`${name} must be an integer, got "${value ?? ""}"`);
   const n = Number(text);
