@@ -1,0 +1,110 @@
+import { describe, expect, test } from "bun:test";
+import { FRAME_HEADER_BYTES, FrameDecoder, FrameType } from "../../src/exchange/protocol.ts";
+import { OutStream } from "../../src/exchange/streams.ts";
+import { batchBytes } from "../../src/limits.ts";
+import { Partitioner } from "../../src/partition/partitioner.ts";
+import type { ServerEntry } from "../../src/types.ts";
+
+function randomRecords(count: number, seed: number): Uint8Array {
+  let s = seed >>> 0;
+  const out = new Uint8Array(count * 100);
+  for (let i = 0; i < out.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s >>> 24;
+  }
+  return out;
+}
+
+/** Independent owner: floor(p * N / 2^48) with BigInt. */
+function owner(buf: Uint8Array, o: number, peers: number): number {
+  let p = 0n;
+  for (let i = 0; i < 6; i++) p = (p << 8n) | BigInt(buf[o + i]);
+  return Number((p * BigInt(peers)) >> 48n);
+}
+
+/**
+ * Streams whose sockets are stand-ins: every frame "written" is decoded at once
+ * (so buffers come back to the pool), and its records are collected per peer.
+ */
+function fakeStreams(peers: number, self: number) {
+  const received: number[][] = Array.from({ length: peers }, () => []);
+  const streams = Array.from({ length: peers }, (_, id) => {
+    if (id === self) return null;
+    const out = new OutStream({ serverId: id, host: "127.0.0.1", port: 1 } as ServerEntry);
+    const decoder = new FrameDecoder(
+      {
+        onControl: () => {},
+        onRecords: (buf, offset, length) => {
+          for (let o = offset; o < offset + length; o += 100) received[id].push(...buf.subarray(o, o + 100));
+        },
+      },
+      new Set([FrameType.Data, FrameType.Done]),
+    );
+    const socket = {
+      write: (buf: Uint8Array, offset = 0, length = buf.length - offset) => {
+        decoder.push(buf.subarray(offset, offset + length));
+        return length;
+      },
+      end: () => {},
+    };
+    // biome-ignore lint/suspicious/noExplicitAny: a stand-in for Bun's Socket
+    out.conn.attach(socket as any);
+    return out;
+  });
+  return { streams, received };
+}
+
+describe("Partitioner", () => {
+  for (const peers of [1, 2, 3, 4, 5, 8]) {
+    test(`${peers} peers: every record reaches its owner, once, in input order`, async () => {
+      const self = peers - 1;
+      const { streams, received } = fakeStreams(peers, self);
+      const local: number[] = [];
+      const p = new Partitioner(self, streams, (buf, offset, length) => {
+        for (let i = offset; i < offset + length; i++) local.push(buf[i]);
+      });
+      // Enough records to fill several batches for every peer, in uneven chunks.
+      const data = randomRecords(Math.ceil((batchBytes / 100) * peers * 2.5), peers);
+      let pos = 0;
+      for (const size of [1, 37, 5000, 999, 20000]) {
+        const end = Math.min(data.length, pos + size * 100);
+        await p.push(data.subarray(pos, end));
+        pos = end;
+      }
+      await p.push(data.subarray(pos));
+      p.finish();
+      const expected: number[][] = Array.from({ length: peers }, () => []);
+      for (let o = 0; o < data.length; o += 100)
+        expected[owner(data, o, peers)].push(...data.subarray(o, o + 100));
+      for (let k = 0; k < peers; k++) {
+        const got = k === self ? local : received[k];
+        expect(got.length).toBe(expected[k].length);
+        expect(Buffer.compare(Buffer.from(got), Buffer.from(expected[k]))).toBe(0);
+        expect(p.routed[k]).toBe(expected[k].length / 100);
+      }
+    });
+  }
+
+  test("a stream that never drains makes push wait (bounded memory), and stop() ends the wait", async () => {
+    const out = new OutStream({ serverId: 1, host: "127.0.0.1", port: 1 } as ServerEntry);
+    // No socket attached: every batch stays queued, the pool runs dry.
+    const p = new Partitioner(0, [null, out], () => {});
+    const allToPeer1 = randomRecords(40_000, 3);
+    for (let o = 0; o < allToPeer1.length; o += 100) allToPeer1[o] = 0xff; // owner 1 of 2
+    let settled = false;
+    const pushing = p.push(allToPeer1).then(
+      () => (settled = true),
+      (e: Error) => {
+        settled = true;
+        throw e;
+      },
+    );
+    await Bun.sleep(50);
+    expect(settled).toBe(false);
+    expect(out.conn.queuedFrames * (batchBytes + FRAME_HEADER_BYTES)).toBeLessThanOrEqual(
+      8 * (batchBytes + FRAME_HEADER_BYTES),
+    );
+    out.stop();
+    await expect(pushing).rejects.toThrow("stopped");
+  });
+});
