@@ -1,0 +1,272 @@
+/**
+ * scripts/launch.sh with a fake netsort (records its arguments, prints a line on
+ * stdout and stderr, exits with a code chosen per peer, or sleeps) and a fake ssh
+ * (records host and command, then runs the command locally with /bin/sh from
+ * another directory; it never connects anywhere).
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+
+const repo = join(import.meta.dir, "../..");
+const launchSh = join(repo, "scripts/launch.sh");
+const mainTs = join(repo, "src/cli/main.ts");
+
+const fakeNetsort = `#!/usr/bin/env bash
+set -u
+if [[ $1 == config ]]; then exec bun "$MAIN_TS" "$@"; fi
+rec="$FAKE_DIR/peer-$1"
+printf '%s\\0' "$@" > "$rec.args"
+printf '%s' "$PWD" > "$rec.cwd"
+echo "out line of $1"
+echo "err line of $1" >&2
+if [[ -n \${FAKE_SLEEP:-} ]]; then
+  sleep 30 &
+  echo "$$ $!" > "$rec.pids.tmp" && mv "$rec.pids.tmp" "$rec.pids"
+  wait
+fi
+code_var="FAKE_CODE_$1"
+exit "\${!code_var:-0}"
+`;
+
+const fakeSsh = `#!/usr/bin/env bash
+set -u
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    -o) shift 2 ;;
+    -*) shift ;;
+    *) break ;;
+  esac
+done
+printf '%s\\0' "$@" > "$FAKE_DIR/ssh-$$.call"
+cd / && exec /bin/sh -c "$2"
+`;
+
+let dir = "";
+let work = "";
+let fakeDir = "";
+let netsortPath = "";
+let sshPath = "";
+const running: Bun.Subprocess[] = [];
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "netsort-launch-"));
+  netsortPath = join(dir, "fake-netsort");
+  sshPath = join(dir, "fake-ssh");
+  writeFileSync(netsortPath, fakeNetsort);
+  writeFileSync(sshPath, fakeSsh);
+  chmodSync(netsortPath, 0o755);
+  chmodSync(sshPath, 0o755);
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh working directory and record directory per test. */
+function freshDirs(name: string): void {
+  work = join(dir, `work-${name}`);
+  fakeDir = join(dir, `rec-${name}`);
+  mkdirSync(work);
+  mkdirSync(fakeDir);
+}
+
+/** Every pid a fake peer recorded (itself and its sleeping child). */
+function recordedPids(): number[] {
+  if (!existsSync(fakeDir)) return [];
+  return readdirSync(fakeDir)
+    .filter((f) => f.endsWith(".pids"))
+    .flatMap((f) => readFileSync(join(fakeDir, f), "utf8").trim().split(" ").map(Number));
+}
+
+/** Gone, or a zombie waiting for a reaper we do not control (both hold no resources). */
+function isGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return true;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+  } catch {
+    return true;
+  }
+}
+
+afterEach(() => {
+  for (const proc of running.splice(0)) proc.kill("SIGKILL");
+  for (const pid of recordedPids()) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {}
+  }
+});
+
+function writeConfig(hosts: string[]): string {
+  const lines = hosts.map((host, id) => `  - {serverId: ${id}, host: "${host}", port: ${7100 + id}}`);
+  writeFileSync(join(work, "cluster.yaml"), `servers:\n${lines.join("\n")}\n`);
+  return "cluster.yaml";
+}
+
+function start(args: string[], env: Record<string, string> = {}): Bun.Subprocess<"ignore", "pipe", "pipe"> {
+  const proc = Bun.spawn(["bash", launchSh, ...args], {
+    cwd: work,
+    env: { ...process.env, NETSORT: netsortPath, FAKE_DIR: fakeDir, MAIN_TS: mainTs, ...env },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  running.push(proc);
+  return proc;
+}
+
+async function launch(args: string[], env: Record<string, string> = {}) {
+  const proc = start(args, env);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { code, stdout, stderr };
+}
+
+function peerArgs(id: number): string[] {
+  return readFileSync(join(fakeDir, `peer-${id}.args`), "utf8")
+    .split("\0")
+    .slice(0, -1);
+}
+
+function sshCalls(): string[][] {
+  return readdirSync(fakeDir)
+    .filter((f) => f.startsWith("ssh-"))
+    .map((f) => readFileSync(join(fakeDir, f), "utf8").split("\0").slice(0, -1));
+}
+
+describe("scripts/launch.sh", () => {
+  test("starts every local peer with its id, input, output, config and extra flags; prefixes every line", async () => {
+    freshDirs("args");
+    // 127.x, localhost and this machine's own name (in capitals) all count as local.
+    const config = writeConfig(["127.0.0.1", "localhost", hostname().toUpperCase()]);
+    const extra = ["--verbose", "--secret", "it's a b"];
+    // NETSORT may be several words.
+    const { code, stdout, stderr } = await launch(
+      [config, "in dir/in-{id}.dat", "out'{id}'.dat", "--", ...extra],
+      { NETSORT: `bash ${netsortPath}` },
+    );
+    expect(stderr).not.toContain("launch.sh:");
+    expect(code).toBe(0);
+    for (const id of [0, 1, 2]) {
+      expect(peerArgs(id)).toEqual([String(id), `in dir/in-${id}.dat`, `out'${id}'.dat`, config, ...extra]);
+      expect(readFileSync(join(fakeDir, `peer-${id}.cwd`), "utf8")).toBe(work);
+      expect(stdout).toContain(`[peer ${id}] out line of ${id}\n`);
+      expect(stderr).toContain(`[peer ${id}] err line of ${id}\n`);
+      expect(stdout).toMatch(new RegExp(`peer ${id} \\(.*\\): exit 0\\n`));
+    }
+    // Nothing unprefixed from the peers, nothing on the wrong stream, no ssh.
+    for (const line of stdout.trim().split("\n")) expect(line).toMatch(/^\[(peer \d|launch)\] /);
+    expect(stdout).not.toContain("err line");
+    expect(stderr).not.toContain("out line");
+    expect(sshCalls()).toEqual([]);
+  }, 15_000);
+
+  test("exit code: 1 when a peer fails, 2 when any peer exits 2", async () => {
+    freshDirs("codes");
+    const config = writeConfig(["127.0.0.1", "127.0.0.2", "localhost"]);
+    const one = await launch([config, "in-{id}", "out-{id}"], { FAKE_CODE_1: "1" });
+    expect(one.code).toBe(1);
+    expect(one.stdout).toMatch(/peer 1 \(127\.0\.0\.2\): exit 1\n/);
+    expect(one.stdout).toMatch(/peer 0 \(127\.0\.0\.1\): exit 0\n/);
+    const two = await launch([config, "in-{id}", "out-{id}"], { FAKE_CODE_0: "1", FAKE_CODE_2: "2" });
+    expect(two.code).toBe(2);
+    expect(two.stdout).toMatch(/peer 2 \(localhost\): exit 2\n/);
+    const other = await launch([config, "in-{id}", "out-{id}"], { FAKE_CODE_2: "3" });
+    expect(other.code).toBe(1);
+  }, 15_000);
+
+  test("a bad config exits 2 with netsort's message and starts no peer", async () => {
+    freshDirs("badconfig");
+    writeFileSync(join(work, "bad.yaml"), "servers:\n  - {serverId: 5, host: a, port: 1}\n");
+    const { code, stderr } = await launch(["bad.yaml", "in-{id}", "out-{id}"]);
+    expect(code).toBe(2);
+    expect(stderr).toContain("serverId 5 is outside");
+    expect(readdirSync(fakeDir)).toEqual([]);
+    // The default netsort command (whichever it finds) says the same kind of thing.
+    const defaultCommand = await launch(["missing.yaml", "in-{id}", "out-{id}"], { NETSORT: "" });
+    expect(defaultCommand.code).toBe(2);
+    expect(defaultCommand.stderr).toContain("missing.yaml");
+  }, 15_000);
+
+  test("usage errors exit 2; --help exits 0", async () => {
+    freshDirs("usage");
+    const config = writeConfig(["127.0.0.1", "localhost"]);
+    expect((await launch([])).code).toBe(2);
+    expect((await launch([config, "in-{id}", "out-{id}", "--verbose"])).code).toBe(2);
+    const clash = await launch([config, "in-{id}", "out.dat"]);
+    expect(clash.code).toBe(2);
+    expect(clash.stderr).toContain("same output");
+    expect(readdirSync(fakeDir)).toEqual([]);
+    const help = await launch(["--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("Usage: scripts/launch.sh <config>");
+  }, 15_000);
+
+  test("a remote peer runs over NETSORT_SSH: right host, cd to this directory, arguments intact", async () => {
+    freshDirs("ssh");
+    const config = writeConfig(["127.0.0.1", "node-a.example"]);
+    const extra = ["--label", "$(touch pwned) `x` it's"];
+    const { code, stdout, stderr } = await launch([config, "in {id}.dat", "out-{id}.dat", "--", ...extra], {
+      NETSORT_SSH: sshPath,
+      FAKE_CODE_1: "2",
+    });
+    const calls = sshCalls();
+    expect(calls.length).toBe(1);
+    expect(calls[0].length).toBe(2); // exactly a host and one command string
+    expect(calls[0][0]).toBe("node-a.example");
+    // The fake ssh ran the command from "/": only the remote `cd` brings it here.
+    expect(readFileSync(join(fakeDir, "peer-1.cwd"), "utf8")).toBe(work);
+    expect(peerArgs(1)).toEqual(["1", "in 1.dat", "out-1.dat", config, ...extra]);
+    expect(peerArgs(0)).toEqual(["0", "in 0.dat", "out-0.dat", config, ...extra]);
+    expect(existsSync(join("/", "pwned")) || existsSync(join(work, "pwned"))).toBe(false);
+    expect(stdout).toContain("[peer 1] out line of 1\n");
+    expect(stderr).toContain("[peer 1] err line of 1\n");
+    expect(stdout).toMatch(/peer 1 \(node-a\.example\): exit 2\n/);
+    expect(code).toBe(2);
+  }, 15_000);
+
+  for (const [signal, expected] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+  ] as const) {
+    test(`${signal} stops every peer and its children, then exits ${expected}`, async () => {
+      freshDirs(signal);
+      const config = writeConfig(["127.0.0.1", "localhost", "node-b.example"]);
+      const proc = start([config, "in-{id}", "out-{id}"], { FAKE_SLEEP: "1", NETSORT_SSH: sshPath });
+      const stdout = new Response(proc.stdout).text();
+      const stderr = new Response(proc.stderr).text();
+      const startDeadlineMs = Date.now() + 5_000;
+      while (recordedPids().length < 6 && Date.now() < startDeadlineMs) await Bun.sleep(20);
+      const pids = recordedPids();
+      expect(pids.length).toBe(6); // three fake peers and their sleeping children
+      for (const pid of pids) expect(isGone(pid)).toBe(false);
+      const sentAtMs = Date.now();
+      proc.kill(signal);
+      const code = await proc.exited;
+      const stopMs = Date.now() - sentAtMs;
+      expect(code).toBe(expected);
+      expect(stopMs).toBeLessThan(3_000); // TERM works: no wait for the 5 s KILL fallback
+      for (const pid of pids) expect(isGone(pid)).toBe(true);
+      expect(await stderr).toContain(`${signal}: stopping 3 peer(s)`);
+      expect(await stdout).toContain("[peer 2] out line of 2");
+    }, 15_000);
+  }
+});
