@@ -1,0 +1,203 @@
+/**
+ * `netsort bench`: measure the sort with real local peer processes. Generates the
+ * inputs once, runs the mesh --runs times, verifies the first outputs, and prints
+ * per-peer phase medians, MB/s and peak RSS; with --c, the C baseline on the same
+ * inputs and the ratio of the medians; with --startup, the startup figures.
+ */
+
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { defineCommand } from "citty";
+import { NetsortError, UsageError } from "../errors.ts";
+import {
+  type BenchReport,
+  findCBaseline,
+  maxBenchPeers,
+  maxBenchRuns,
+  resolveNetsortCommand,
+  runBench,
+} from "../local/bench.ts";
+import { formatBytes, log } from "../log.ts";
+import { GEN_KINDS, type GenKind } from "../tools/gen.ts";
+import { checkArgs, commonArgs, parseIntArg, parseSize } from "./args.ts";
+
+/** More input per peer than this is not a benchmark a laptop-sized machine can host. */
+const maxBenchBytesPerPeer = 64 * 1024 ** 3;
+
+const args = {
+  peers: {
+    type: "string",
+    description: `Number of local peers, 1-${maxBenchPeers} (default 4)`,
+    valueHint: "n",
+  },
+  size: {
+    type: "string",
+    description: 'Input size PER PEER (default "256mb"; the total is peers x size)',
+    valueHint: "size",
+  },
+  kind: {
+    type: "string",
+    description: `Key distribution: ${GEN_KINDS.join(", ")} (default uniform)`,
+    valueHint: "kind",
+  },
+  runs: {
+    type: "string",
+    description: `Sort runs, 0-${maxBenchRuns}; medians are over these (default 5; 0 with --startup measures startup only)`,
+    valueHint: "n",
+  },
+  json: { type: "boolean", description: "Print one JSON document on stdout (progress goes to stderr)" },
+  dir: {
+    type: "string",
+    description: "Working directory for inputs and outputs (default: a new temp dir, removed after)",
+    valueHint: "dir",
+  },
+  c: {
+    type: "boolean",
+    description: "Also run the C baseline (bench/c/sort-c, built with cc if missing) on the same inputs",
+  },
+  binary: {
+    type: "string",
+    description:
+      'Peer executable (default: dist/netsort when it exists, else this netsort; "self" forces this netsort)',
+    valueHint: "path",
+  },
+  startup: {
+    type: "boolean",
+    description: "Also time `--version` x20 and a 1-record mesh of 4 peers x5",
+  },
+  ...commonArgs,
+} as const;
+
+const ms = (value: number) => String(Math.round(value));
+
+function printReport(r: BenchReport): void {
+  const m = r.machine;
+  console.log("");
+  console.log(
+    `machine   ${m.cpuModel}, ${m.cpus} cpus, ${formatBytes(m.memoryBytes)}, ${m.platform}-${m.arch}, Bun ${m.bunVersion}, load ${m.loadAverage.toFixed(2)} at start, ${m.date}`,
+  );
+  console.log(`netsort   ${r.netsort}`);
+  if (r.median !== null) {
+    console.log(
+      `data      ${r.peers} peers x ${formatBytes(r.bytesPerPeer)} = ${formatBytes(r.totalBytes)} (${r.totalRecords} records, ${r.kind}), ${r.runs} runs, output ${r.verified ? "verified" : "NOT verified"}`,
+    );
+    console.log("");
+    console.log("per peer, median over runs (ms; read and exchange end at the peer's own instants)");
+    const header = [
+      "peer",
+      "connect",
+      "read",
+      "exchange",
+      "sort",
+      "write",
+      "other",
+      "total",
+      "process",
+      "peak RSS",
+      "RSS/share",
+    ];
+    const widths = [4, 8, 7, 9, 6, 6, 6, 7, 8, 11, 10];
+    const row = (cells: string[]) =>
+      cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(" ");
+    console.log(row(header));
+    for (const p of r.median.peers) {
+      console.log(
+        row([
+          String(p.id),
+          ms(p.connectMs),
+          ms(p.readMs),
+          ms(p.exchangeMs),
+          ms(p.sortMs),
+          ms(p.writeMs),
+          ms(p.otherMs),
+          ms(p.totalMs),
+          ms(p.processMs),
+          formatBytes(p.peakRssBytes),
+          `${p.rssPerShare.toFixed(2)}x`,
+        ]),
+      );
+    }
+    console.log("");
+    console.log(
+      `netsort   median wall ${ms(r.median.wallMs)} ms (first spawn to last exit), ${r.median.mbPerSec.toFixed(1)} MB/s`,
+    );
+  }
+  if (r.c !== null) {
+    const p = r.c.median.phases;
+    const phases = ["mapMs", "countMs", "scatterMs", "sortMs", "writeMs", "fsyncMs"]
+      .filter((k) => p[k] !== undefined)
+      .map((k) => `${k.replace(/Ms$/, "")} ${ms(p[k])}`)
+      .join(", ");
+    console.log(
+      `C         median wall ${ms(r.c.median.wallMs)} ms, ${r.c.median.mbPerSec.toFixed(1)} MB/s (${phases}; peak RSS ${formatBytes(p.peakRssBytes ?? 0)}), output ${r.c.verified ? "verified" : "NOT verified"}`,
+    );
+    console.log(`ratio     netsort / C = ${r.c.ratio.toFixed(2)}x (medians of the same session)`);
+  }
+  if (r.startup !== null) {
+    console.log(
+      `startup   --version median ${ms(r.startup.versionMs.median)} ms; 1-record mesh of 4 peers median ${ms(r.startup.meshMs.median)} ms`,
+    );
+  }
+}
+
+export default defineCommand({
+  meta: {
+    name: "bench",
+    description: "Measure the sort with local peers: per-phase timings, MB/s, peak memory",
+  },
+  args,
+  async run({ args: a, rawArgs }) {
+    checkArgs("bench", rawArgs, args);
+    const peers = a.peers === undefined ? 4 : parseIntArg("--peers", a.peers, 1, maxBenchPeers);
+    const bytesPerPeer = parseSize("--size", a.size ?? "256mb");
+    if (bytesPerPeer < 1 || bytesPerPeer > maxBenchBytesPerPeer) {
+      throw new UsageError(`--size must be between 1 byte and ${formatBytes(maxBenchBytesPerPeer)} per peer`);
+    }
+    const runs = a.runs === undefined ? 5 : parseIntArg("--runs", a.runs, 0, maxBenchRuns);
+    if (runs === 0 && !a.startup) throw new UsageError("--runs 0 measures nothing without --startup");
+    const kind = (a.kind ?? "uniform") as GenKind;
+    if (!GEN_KINDS.includes(kind)) throw new UsageError(`--kind must be one of ${GEN_KINDS.join(", ")}`);
+    const netsort = resolveNetsortCommand(a.binary);
+    let cBaseline: string | null = null;
+    if (a.c && runs > 0) {
+      cBaseline = findCBaseline();
+      if (cBaseline === null) {
+        throw new NetsortError(
+          "--c: no bench/c/sort-c and it could not be built (needs bench/c/sort.c and cc)",
+        );
+      }
+    }
+    const progress = a.json
+      ? (line: string) => {
+          if (!a.quiet) process.stderr.write(`${line}\n`);
+        }
+      : (line: string) => log.info(line);
+    if (netsort.warning !== null) log.warn(netsort.warning);
+
+    const ownDir = a.dir === undefined;
+    const dir = a.dir ?? mkdtempSync(join(tmpdir(), "netsort-bench-"));
+    mkdirSync(dir, { recursive: true });
+    try {
+      progress(
+        `bench: ${peers} peers x ${formatBytes(bytesPerPeer)} per peer = ${formatBytes(bytesPerPeer * peers)} of ${kind} records, ${runs} runs, peers run ${netsort.label}${cBaseline === null ? "" : `, C baseline ${cBaseline}`}`,
+      );
+      const report = await runBench({
+        peers,
+        bytesPerPeer,
+        kind,
+        runs,
+        dir,
+        netsort,
+        cBaseline,
+        startup: a.startup === true,
+        progress,
+      });
+      if (a.json) console.log(JSON.stringify(report, null, 2));
+      else printReport(report);
+      return 0;
+    } finally {
+      if (ownDir) rmSync(dir, { recursive: true, force: true });
+    }
+  },
+});

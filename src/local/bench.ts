@@ -1,0 +1,538 @@
+/**
+ * The measurement behind `netsort bench`: generate inputs once, warm the page
+ * cache, run the local mesh of real peer processes several times (and, when
+ * asked, the C baseline of bench/c/ on the same inputs, interleaved run by run
+ * so both see the same machine), verify the first outputs of each, and reduce
+ * everything to medians. Printing is the CLI's job (src/cli/bench.ts).
+ */
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  rmSync,
+  statfsSync,
+  statSync,
+} from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import { assert, NetsortError } from "../errors.ts";
+import { readChunkBytes } from "../limits.ts";
+import { RECORD_BYTES } from "../record.ts";
+import { type CheckResult, checkFiles } from "../tools/check.ts";
+import { type GenKind, generate, roundUpToRecords } from "../tools/gen.ts";
+import { type ClusterRun, runLocalCluster, selfCommand, writeLocalConfig } from "./cluster.ts";
+
+export const maxBenchPeers = 64;
+export const maxBenchRuns = 50;
+/** `--version` is timed this many times for the startup figure. */
+export const startupVersionRuns = 20;
+/** The 1-record mesh of the startup figure: this many peers, this many runs. */
+export const startupMeshPeers = 4;
+export const startupMeshRuns = 5;
+/** Hard bound on one C baseline run, ms. */
+const cTimeoutMs = 30 * 60 * 1000;
+/** Hard bound on one `--version` run, ms: startup is meant to take tens of ms. */
+const versionTimeoutMs = 10_000;
+
+/** The repository root when running from source; null inside a compiled binary. */
+function sourceRoot(): string | null {
+  if (import.meta.dir.startsWith("/$bunfs/") || import.meta.dir.startsWith("B:\\~BUN\\")) return null;
+  return join(import.meta.dir, "..", "..");
+}
+
+/** The newest modification time (ms) of any file under `dir`, bounded by the tree's size. */
+function newestMtimeMs(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
+  }
+  return newest;
+}
+
+export interface NetsortCommand {
+  command: string[];
+  /** How to name it in reports: a path, or "bun src/cli/main.ts". */
+  label: string;
+  /** Set when the compiled binary looks older than the sources. */
+  warning: string | null;
+}
+
+/**
+ * What the peers run: `binary` when given ("self": this netsort, even from source);
+ * else dist/netsort beside the sources when it exists (the issue measures the
+ * compiled binary); else this netsort again.
+ */
+export function resolveNetsortCommand(binary?: string): NetsortCommand {
+  if (binary === "self") return selfNetsort();
+  if (binary !== undefined) {
+    if (!existsSync(binary)) throw new NetsortError(`bench: --binary ${binary}: no such file`, 2);
+    return { command: [binary], label: binary, warning: null };
+  }
+  const root = sourceRoot();
+  const dist = root === null ? null : join(root, "dist", "netsort");
+  if (root !== null && dist !== null && existsSync(dist)) {
+    const stale = newestMtimeMs(join(root, "src")) > statSync(dist).mtimeMs;
+    const warning = stale
+      ? `${dist} is older than src/: run \`bun run build\` to measure the current code`
+      : null;
+    return { command: [dist], label: dist, warning };
+  }
+  return selfNetsort();
+}
+
+function selfNetsort(): NetsortCommand {
+  const command = selfCommand();
+  return { command, label: command.join(" "), warning: null };
+}
+
+/**
+ * The C baseline executable: bench/c/sort-c, built with bench/c/build.sh when it
+ * is missing and a C compiler is there. Null when neither works.
+ */
+export function findCBaseline(): string | null {
+  const roots = [sourceRoot(), process.cwd()].filter((r): r is string => r !== null);
+  for (const root of roots) {
+    const exe = join(root, "bench", "c", "sort-c");
+    const source = join(root, "bench", "c", "sort.c");
+    if (existsSync(exe) && (!existsSync(source) || statSync(exe).mtimeMs >= statSync(source).mtimeMs))
+      return exe;
+    if (!existsSync(source)) continue;
+    const built = Bun.spawnSync(["sh", join(root, "bench", "c", "build.sh")], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    if (built.exitCode === 0 && existsSync(exe)) return exe;
+  }
+  return null;
+}
+
+export interface MachineInfo {
+  cpuModel: string;
+  cpus: number;
+  memoryBytes: number;
+  platform: string;
+  arch: string;
+  bunVersion: string;
+  /** 1-minute load average when the bench started: other work skews the figures. */
+  loadAverage: number;
+  date: string;
+}
+
+function machineInfo(): MachineInfo {
+  const cpus = os.cpus();
+  return {
+    cpuModel: cpus[0]?.model ?? "unknown",
+    cpus: cpus.length,
+    memoryBytes: os.totalmem(),
+    platform: process.platform,
+    arch: process.arch,
+    bunVersion: Bun.version,
+    loadAverage: os.loadavg()[0],
+    date: new Date().toISOString(),
+  };
+}
+
+/** One peer's phases as durations, ms. `read` and `exchange` come from the peer's end-of-phase instants. */
+export interface PeerPhases {
+  id: number;
+  /** Start to every mesh connection up (overlaps read). */
+  connectMs: number;
+  /** Start to own input read, partitioned and handed to the sockets. */
+  readMs: number;
+  /** End of read to the last incoming stream received. */
+  exchangeMs: number;
+  sortMs: number;
+  /** Writing, fsync, and the rename after the commit. */
+  writeMs: number;
+  /** Total minus the phases above: the wait for every peer's ready, closing. */
+  otherMs: number;
+  /** The peer's own start to its end (not counting process startup). */
+  totalMs: number;
+  /** Spawn to exit, as seen by bench. */
+  processMs: number;
+  peakRssBytes: number;
+  outputRecords: number;
+  sentBytes: number;
+  receivedBytes: number;
+}
+
+export interface NetsortRun {
+  run: number;
+  /** First peer spawned to last peer exited. */
+  wallMs: number;
+  mbPerSec: number;
+  peers: PeerPhases[];
+}
+
+/** The C baseline's own phase timings (its JSON line) plus the wall time bench saw. */
+export interface CRun {
+  run: number;
+  wallMs: number;
+  mbPerSec: number;
+  phases: Record<string, number>;
+}
+
+export interface PeerSummary extends Omit<PeerPhases, "peakRssBytes"> {
+  /** Max over runs. */
+  peakRssBytes: number;
+  /** Peak RSS over the peer's input share. */
+  rssPerShare: number;
+}
+
+export interface BenchReport {
+  machine: MachineInfo;
+  netsort: string;
+  peers: number;
+  kind: GenKind;
+  bytesPerPeer: number;
+  totalBytes: number;
+  totalRecords: number;
+  runs: number;
+  generateMs: number;
+  warmMs: number;
+  warning: string | null;
+  /** Every output of the first run was checked: sorted, ownership order, same records as the inputs. */
+  verified: boolean;
+  netsortRuns: NetsortRun[];
+  /** Medians over runs; null when no run was made. */
+  median: { wallMs: number; mbPerSec: number; peers: PeerSummary[] } | null;
+  c: {
+    command: string;
+    verified: boolean;
+    runs: CRun[];
+    median: { wallMs: number; mbPerSec: number; phases: Record<string, number> };
+    /** netsort median wall / C median wall: below 1 means netsort is faster. */
+    ratio: number;
+  } | null;
+  startup: StartupReport | null;
+}
+
+export interface StartupReport {
+  /** `--version`, spawn to exit, ms. */
+  versionMs: { median: number; runs: number[] };
+  /** 4 peers started together on 1 record each, first spawn to last exit, ms. */
+  meshMs: { median: number; runs: number[] };
+}
+
+export interface BenchOptions {
+  peers: number;
+  /** Input per peer; rounded up to whole records. */
+  bytesPerPeer: number;
+  kind: GenKind;
+  runs: number;
+  /** Working directory; the caller creates and removes it. */
+  dir: string;
+  netsort: NetsortCommand;
+  /** C baseline executable, or null to skip it. */
+  cBaseline: string | null;
+  startup: boolean;
+  /** One line of progress per step (the CLI sends it to stdout or stderr). */
+  progress: (line: string) => void;
+}
+
+export function median(values: number[]): number {
+  assert(values.length > 0, "median of at least one value");
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+function mbPerSec(bytes: number, ms: number): number {
+  return ms > 0 ? bytes / 1e6 / (ms / 1000) : 0;
+}
+
+/** Read every input once so that every run, the first included, starts from the page cache. */
+function warmPageCache(files: string[]): void {
+  const buf = new Uint8Array(readChunkBytes);
+  for (const file of files) {
+    const fd = openSync(file, "r");
+    try {
+      while (readSync(fd, buf, 0, buf.length, null) > 0) {}
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+function describeCheck(check: CheckResult): string {
+  const parts: string[] = [];
+  if (!check.sorted && check.firstDisorder !== null) {
+    const d = check.firstDisorder;
+    parts.push(`${d.file} record ${d.record} is out of order`);
+  }
+  if (check.inputsMatch === false) {
+    parts.push(
+      `outputs hold ${check.records} records (checksum ${check.checksums.outputs}), inputs ${check.inputRecords} (${check.checksums.inputs})`,
+    );
+  }
+  return parts.join("; ");
+}
+
+function peerFailure(run: ClusterRun): string | null {
+  const failed = run.peers.filter((p) => p.exitCode !== 0 || p.timings === null);
+  if (failed.length === 0) return null;
+  return failed
+    .map((p) => {
+      const last = p.output.trim().split("\n").at(-1) ?? "";
+      return `peer ${p.id} exited ${p.exitCode}${last === "" ? "" : `: ${last}`}`;
+    })
+    .join("; ");
+}
+
+function phasesOf(run: ClusterRun): PeerPhases[] {
+  return run.peers.map((p) => {
+    const t = p.timings;
+    assert(t !== null, "a successful peer printed its timings");
+    const exchangeMs = Math.max(0, t.exchangeMs - t.readMs);
+    const otherMs = Math.max(0, t.totalMs - t.exchangeMs - t.sortMs - t.writeMs);
+    return {
+      id: p.id,
+      connectMs: t.connectMs,
+      readMs: t.readMs,
+      exchangeMs,
+      sortMs: t.sortMs,
+      writeMs: t.writeMs,
+      otherMs,
+      totalMs: t.totalMs,
+      processMs: p.elapsedMs,
+      peakRssBytes: t.peakRssBytes,
+      outputRecords: t.outputRecords,
+      sentBytes: t.sentBytes,
+      receivedBytes: t.receivedBytes,
+    };
+  });
+}
+
+function removeFiles(files: string[]): void {
+  for (const file of files) rmSync(file, { force: true });
+}
+
+async function runNetsortOnce(opts: BenchOptions, inputs: string[], outputs: string[]): Promise<ClusterRun> {
+  removeFiles(outputs);
+  const config = writeLocalConfig(opts.dir, inputs.length);
+  const run = await runLocalCluster({ config, inputs, outputs, command: opts.netsort.command, staggerMs: 0 });
+  const failure = peerFailure(run);
+  if (failure !== null) throw new NetsortError(`bench: the sort failed: ${failure}`);
+  return run;
+}
+
+async function runCOnce(
+  exe: string,
+  inputs: string[],
+  output: string,
+): Promise<{ wallMs: number; phases: Record<string, number> }> {
+  rmSync(output, { force: true });
+  const start = performance.now();
+  const child = Bun.spawn([exe, output, ...inputs], { stdout: "pipe", stderr: "pipe" });
+  const timer = setTimeout(() => child.kill("SIGKILL"), cTimeoutMs);
+  try {
+    const [stdout, stderr] = await Promise.all([
+      new Response(child.stdout).text(),
+      new Response(child.stderr).text(),
+    ]);
+    const code = await child.exited;
+    const wallMs = performance.now() - start;
+    if (code !== 0) throw new NetsortError(`bench: C baseline ${exe} exited ${code}: ${stderr.trim()}`);
+    return { wallMs, phases: JSON.parse(stdout.trim()) as Record<string, number> };
+  } finally {
+    clearTimeout(timer);
+    if (child.exitCode === null) child.kill("SIGKILL");
+  }
+}
+
+function summarisePeers(runs: NetsortRun[], bytesPerPeer: number): PeerSummary[] {
+  const peers = runs[0].peers.length;
+  const keys = [
+    "connectMs",
+    "readMs",
+    "exchangeMs",
+    "sortMs",
+    "writeMs",
+    "otherMs",
+    "totalMs",
+    "processMs",
+    "outputRecords",
+    "sentBytes",
+    "receivedBytes",
+  ] as const;
+  return Array.from({ length: peers }, (_, id) => {
+    const mine = runs.map((r) => r.peers[id]);
+    const summary = { id } as PeerSummary;
+    for (const key of keys) summary[key] = median(mine.map((p) => p[key]));
+    summary.peakRssBytes = Math.max(...mine.map((p) => p.peakRssBytes));
+    summary.rssPerShare = summary.peakRssBytes / bytesPerPeer;
+    return summary;
+  });
+}
+
+/** `--version` x20 and a 1-record mesh of 4 peers x5: the startup targets. */
+export async function measureStartup(
+  command: string[],
+  dir: string,
+  progress: (line: string) => void,
+): Promise<StartupReport> {
+  const versionRuns: number[] = [];
+  for (let i = 0; i < startupVersionRuns; i++) {
+    const start = performance.now();
+    const child = Bun.spawn([...command, "--version"], { stdout: "ignore", stderr: "ignore" });
+    const timer = setTimeout(() => child.kill("SIGKILL"), versionTimeoutMs);
+    const code = await child.exited;
+    clearTimeout(timer);
+    if (code !== 0) throw new NetsortError(`bench: ${command.join(" ")} --version exited ${code}`);
+    versionRuns.push(performance.now() - start);
+  }
+  progress(`startup: --version median ${Math.round(median(versionRuns))} ms over ${startupVersionRuns} runs`);
+
+  const meshDir = join(dir, "startup");
+  mkdirSync(meshDir, { recursive: true });
+  const inputs = Array.from({ length: startupMeshPeers }, (_, id) => join(meshDir, `input-${id}.dat`));
+  const outputs = Array.from({ length: startupMeshPeers }, (_, id) => join(meshDir, `output-${id}.dat`));
+  for (const [id, file] of inputs.entries())
+    await generate({ file, bytes: RECORD_BYTES, seed: 1 + id, kind: "uniform" });
+  const meshRuns: number[] = [];
+  for (let i = 0; i < startupMeshRuns; i++) {
+    removeFiles(outputs);
+    const config = writeLocalConfig(meshDir, startupMeshPeers);
+    const run = await runLocalCluster({ config, inputs, outputs, command, staggerMs: 0 });
+    const failure = peerFailure(run);
+    if (failure !== null) throw new NetsortError(`bench: the 1-record mesh failed: ${failure}`);
+    if (i === 0) {
+      const check = await checkFiles(outputs, inputs);
+      if (!check.valid)
+        throw new NetsortError(`bench: the 1-record mesh output is wrong: ${describeCheck(check)}`);
+    }
+    meshRuns.push(run.wallMs);
+  }
+  progress(
+    `startup: 1-record mesh of ${startupMeshPeers} peers median ${Math.round(median(meshRuns))} ms over ${startupMeshRuns} runs`,
+  );
+  rmSync(meshDir, { recursive: true, force: true });
+  return {
+    versionMs: { median: median(versionRuns), runs: versionRuns },
+    meshMs: { median: median(meshRuns), runs: meshRuns },
+  };
+}
+
+/** Free bytes on the file system holding `dir`. */
+function freeBytes(dir: string): number {
+  const s = statfsSync(dir);
+  return s.bavail * s.bsize;
+}
+
+export async function runBench(opts: BenchOptions): Promise<BenchReport> {
+  assert(opts.peers >= 1 && opts.peers <= maxBenchPeers, "peers in range");
+  assert(opts.runs >= 0 && opts.runs <= maxBenchRuns, "runs in range");
+  const machine = machineInfo();
+  const bytesPerPeer = roundUpToRecords(opts.bytesPerPeer);
+  const totalBytes = bytesPerPeer * opts.peers;
+  const report: BenchReport = {
+    machine,
+    netsort: opts.netsort.label,
+    peers: opts.peers,
+    kind: opts.kind,
+    bytesPerPeer,
+    totalBytes,
+    totalRecords: totalBytes / RECORD_BYTES,
+    runs: opts.runs,
+    generateMs: 0,
+    warmMs: 0,
+    warning: opts.netsort.warning,
+    verified: false,
+    netsortRuns: [],
+    median: null,
+    c: null,
+    startup: null,
+  };
+  if (opts.runs > 0) {
+    // Inputs, the peers' outputs and the C output all live in `dir` at once.
+    const neededBytes = totalBytes * (opts.cBaseline === null ? 2 : 3);
+    const free = freeBytes(opts.dir);
+    if (neededBytes > free) {
+      throw new NetsortError(`bench: needs ${neededBytes} bytes in ${opts.dir}, only ${free} free`, 2);
+    }
+    const inputs = Array.from({ length: opts.peers }, (_, id) => join(opts.dir, `input-${id}.dat`));
+    const outputs = Array.from({ length: opts.peers }, (_, id) => join(opts.dir, `output-${id}.dat`));
+    const cOutput = join(opts.dir, "output-c.dat");
+    const g0 = performance.now();
+    for (const [id, file] of inputs.entries())
+      await generate({ file, bytes: bytesPerPeer, seed: 1 + id, kind: opts.kind });
+    report.generateMs = performance.now() - g0;
+    const w0 = performance.now();
+    warmPageCache(inputs);
+    report.warmMs = performance.now() - w0;
+    opts.progress(
+      `generated ${opts.peers} inputs in ${Math.round(report.generateMs)} ms, page cache warmed in ${Math.round(report.warmMs)} ms`,
+    );
+
+    const cRuns: CRun[] = [];
+    let cVerified = false;
+    for (let run = 1; run <= opts.runs; run++) {
+      const cluster = await runNetsortOnce(opts, inputs, outputs);
+      if (run === 1) {
+        const check = await checkFiles(outputs, inputs);
+        if (!check.valid) throw new NetsortError(`bench: netsort output is INVALID: ${describeCheck(check)}`);
+        report.verified = true;
+      }
+      const result: NetsortRun = {
+        run,
+        wallMs: cluster.wallMs,
+        mbPerSec: mbPerSec(totalBytes, cluster.wallMs),
+        peers: phasesOf(cluster),
+      };
+      report.netsortRuns.push(result);
+      opts.progress(formatRunLine(result));
+      removeFiles(outputs);
+      if (opts.cBaseline !== null) {
+        const c = await runCOnce(opts.cBaseline, inputs, cOutput);
+        if (run === 1) {
+          const check = await checkFiles([cOutput], inputs);
+          if (!check.valid)
+            throw new NetsortError(`bench: C baseline output is INVALID: ${describeCheck(check)}`);
+          cVerified = true;
+        }
+        const cRun: CRun = {
+          run,
+          wallMs: c.wallMs,
+          mbPerSec: mbPerSec(totalBytes, c.wallMs),
+          phases: c.phases,
+        };
+        cRuns.push(cRun);
+        opts.progress(
+          `C   ${String(run).padStart(2)}  wall ${String(Math.round(c.wallMs)).padStart(6)} ms  ${cRun.mbPerSec.toFixed(1).padStart(7)} MB/s`,
+        );
+        rmSync(cOutput, { force: true });
+      }
+    }
+    const wallMs = median(report.netsortRuns.map((r) => r.wallMs));
+    report.median = {
+      wallMs,
+      mbPerSec: mbPerSec(totalBytes, wallMs),
+      peers: summarisePeers(report.netsortRuns, bytesPerPeer),
+    };
+    if (opts.cBaseline !== null) {
+      const cWallMs = median(cRuns.map((r) => r.wallMs));
+      const phases: Record<string, number> = {};
+      for (const key of Object.keys(cRuns[0].phases)) phases[key] = median(cRuns.map((r) => r.phases[key]));
+      report.c = {
+        command: opts.cBaseline,
+        verified: cVerified,
+        runs: cRuns,
+        median: { wallMs: cWallMs, mbPerSec: mbPerSec(totalBytes, cWallMs), phases },
+        ratio: wallMs / cWallMs,
+      };
+    }
+    removeFiles([...inputs, ...outputs, cOutput]);
+  }
+  if (opts.startup) report.startup = await measureStartup(opts.netsort.command, opts.dir, opts.progress);
+  return report;
+}
+
+/** One line per run: wall time, throughput, and every peer's own total. */
+export function formatRunLine(run: NetsortRun): string {
+  const totals = run.peers.map((p) => Math.round(p.totalMs)).join("/");
+  return `run ${String(run.run).padStart(2)}  wall ${String(Math.round(run.wallMs)).padStart(6)} ms  ${run.mbPerSec.toFixed(1).padStart(7)} MB/s  peer totals ${totals} ms`;
+}

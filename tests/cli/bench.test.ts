@@ -1,0 +1,112 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const mainTs = join(import.meta.dir, "../../src/cli/main.ts");
+let dir = "";
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "netsort-bench-test-"));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function bench(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn(["bun", mainTs, "bench", ...args], {
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+  });
+  try {
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
+    return { code, stdout, stderr };
+  } finally {
+    proc.kill("SIGKILL");
+  }
+}
+
+const hasCc = Bun.spawnSync(["sh", "-c", "command -v cc"]).exitCode === 0;
+
+describe("netsort bench", () => {
+  test("a tiny bench prints one JSON document with verified runs and medians", async () => {
+    const work = join(dir, "tiny");
+    const { code, stdout, stderr } = await bench([
+      "--peers",
+      "2",
+      "--size",
+      "200kb",
+      "--runs",
+      "2",
+      "--json",
+      "--binary",
+      "self",
+      "--dir",
+      work,
+      ...(hasCc ? ["--c"] : []),
+    ]);
+    expect(stderr).not.toContain("INVALID");
+    expect(code).toBe(0);
+    const r = JSON.parse(stdout);
+    // Independent reference: 200 KiB per peer rounded up to whole 100-byte records.
+    const recordsPerPeer = Math.ceil((200 * 1024) / 100);
+    expect(r.peers).toBe(2);
+    expect(r.kind).toBe("uniform");
+    expect(r.bytesPerPeer).toBe(recordsPerPeer * 100);
+    expect(r.totalRecords).toBe(2 * recordsPerPeer);
+    expect(r.verified).toBe(true);
+    expect(r.netsortRuns).toHaveLength(2);
+    for (const run of r.netsortRuns) {
+      expect(run.peers).toHaveLength(2);
+      expect(run.wallMs).toBeGreaterThan(0);
+      expect(run.mbPerSec).toBeCloseTo((r.totalRecords * 100) / 1e6 / (run.wallMs / 1000), 6);
+      const outputs = run.peers.reduce(
+        (sum: number, p: { outputRecords: number }) => sum + p.outputRecords,
+        0,
+      );
+      expect(outputs).toBe(r.totalRecords);
+      for (const p of run.peers) {
+        for (const key of ["readMs", "exchangeMs", "sortMs", "writeMs", "totalMs"]) {
+          expect(p[key]).toBeGreaterThanOrEqual(0);
+        }
+        expect(p.totalMs).toBeGreaterThanOrEqual(p.readMs);
+        expect(p.peakRssBytes).toBeGreaterThan(0);
+      }
+    }
+    const walls = r.netsortRuns.map((run: { wallMs: number }) => run.wallMs);
+    expect(r.median.wallMs).toBeCloseTo((walls[0] + walls[1]) / 2, 6);
+    expect(r.median.peers).toHaveLength(2);
+    const rss0 = Math.max(
+      ...r.netsortRuns.map((run: { peers: { peakRssBytes: number }[] }) => run.peers[0].peakRssBytes),
+    );
+    expect(r.median.peers[0].peakRssBytes).toBe(rss0);
+    expect(r.median.peers[0].rssPerShare).toBeCloseTo(rss0 / r.bytesPerPeer, 6);
+    if (hasCc) {
+      expect(r.c.verified).toBe(true);
+      expect(r.c.runs).toHaveLength(2);
+      expect(r.c.runs[0].phases.records).toBe(r.totalRecords);
+      expect(r.c.ratio).toBeCloseTo(r.median.wallMs / r.c.median.wallMs, 6);
+    }
+    // The bench removes the data it generated.
+    expect(readdirSync(work).filter((f) => f.endsWith(".dat"))).toEqual([]);
+  }, 30_000);
+
+  test("out-of-range flags are usage errors (exit 2)", async () => {
+    for (const flags of [
+      ["--peers", "0"],
+      ["--peers", "65"],
+      ["--runs", "51"],
+      ["--kind", "zipf"],
+      ["--runs", "0"],
+    ]) {
+      const { code, stderr } = await bench([...flags, "--size", "1kb"]);
+      expect(code).toBe(2);
+      expect(stderr).not.toBe("");
+    }
+  }, 20_000);
+});
