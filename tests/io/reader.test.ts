@@ -1,0 +1,157 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { EXIT_RUNTIME, EXIT_USAGE, NetsortError, UsageError } from "../../src/errors.ts";
+import { checkInputFile, readChunks } from "../../src/io/reader.ts";
+import { RECORD_BYTES } from "../../src/record.ts";
+
+let dir: string;
+let fileCount = 0;
+
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "netsort-reader-test-"));
+});
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A file of `bytes` bytes whose every byte depends on its position, so misplaced bytes show. */
+function inputFile(bytes: number): { file: string; data: Buffer } {
+  fileCount++;
+  const file = path.join(dir, `in${fileCount}`);
+  const data = Buffer.alloc(bytes);
+  for (let i = 0; i < bytes; i++) data[i] = (i * 7 + Math.floor(i / 251)) & 0xff;
+  fs.writeFileSync(file, data);
+  return { file, data };
+}
+
+async function thrown(fn: () => unknown): Promise<unknown> {
+  try {
+    await fn();
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected a throw");
+}
+
+describe("checkInputFile", () => {
+  test("returns the size of a file of whole records, including an empty one", () => {
+    for (const bytes of [0, RECORD_BYTES, 37 * RECORD_BYTES]) {
+      expect(checkInputFile(inputFile(bytes).file)).toBe(bytes);
+    }
+  });
+
+  test("a missing file: UsageError naming it", async () => {
+    const missing = path.join(dir, "does-not-exist");
+    const error = (await thrown(() => checkInputFile(missing))) as UsageError;
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error.exitCode).toBe(EXIT_USAGE);
+    expect(error.message).toBe(`input ${missing}: no such file`);
+  });
+
+  test("a directory: UsageError naming it", async () => {
+    const error = (await thrown(() => checkInputFile(dir))) as UsageError;
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error.exitCode).toBe(EXIT_USAGE);
+    expect(error.message).toBe(`input ${dir}: is a directory`);
+  });
+
+  test("not a regular file (a character device)", async () => {
+    const error = (await thrown(() => checkInputFile("/dev/null"))) as UsageError;
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error.message).toBe("input /dev/null: is not a regular file");
+  });
+
+  test("a size that is not a multiple of 100 names the file, the size and the stray bytes", async () => {
+    for (const bytes of [1, 99, 150, 12_345]) {
+      const { file } = inputFile(bytes);
+      const error = (await thrown(() => checkInputFile(file))) as UsageError;
+      expect(error).toBeInstanceOf(UsageError);
+      expect(error.exitCode).toBe(EXIT_USAGE);
+      expect(error.message).toContain(`input ${file}: size ${bytes} bytes is not a multiple of 100`);
+      expect(error.message).toContain(`${Math.floor(bytes / 100)} records and ${bytes % 100} stray bytes`);
+    }
+  });
+
+  test.skipIf(process.getuid?.() === 0)("an unreadable file: permission denied", async () => {
+    const { file } = inputFile(RECORD_BYTES);
+    fs.chmodSync(file, 0o000);
+    const error = (await thrown(() => checkInputFile(file))) as UsageError;
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error.message).toBe(`input ${file}: permission denied`);
+  });
+});
+
+describe("readChunks", () => {
+  /** Read the whole file, copying each chunk (views are reused) and checking its shape. */
+  async function readAll(file: string, expected: number, chunkBytes?: number): Promise<Buffer[]> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of readChunks(file, expected, chunkBytes)) {
+      expect(chunk.length).toBeGreaterThan(0);
+      expect(chunk.length % RECORD_BYTES).toBe(0);
+      if (chunkBytes !== undefined) expect(chunk.length).toBeLessThanOrEqual(chunkBytes);
+      chunks.push(Buffer.from(chunk));
+    }
+    return chunks;
+  }
+
+  const chunkRecords = 7;
+  const chunkBytes = chunkRecords * RECORD_BYTES;
+  const sizes = [
+    0,
+    RECORD_BYTES,
+    (chunkRecords - 1) * RECORD_BYTES,
+    chunkBytes,
+    (chunkRecords + 1) * RECORD_BYTES,
+    2 * chunkBytes,
+    53 * chunkBytes + 3 * RECORD_BYTES,
+  ];
+
+  for (const bytes of sizes) {
+    test(`yields exactly the file's ${bytes} bytes in whole-record chunks of at most ${chunkBytes}`, async () => {
+      const { file, data } = inputFile(bytes);
+      const chunks = await readAll(file, bytes, chunkBytes);
+      expect(Buffer.concat(chunks).equals(data)).toBe(true);
+      // Full chunks until the last one: the reader does not hand out needless small pieces.
+      expect(chunks.length).toBe(Math.ceil(bytes / chunkBytes));
+      for (const c of chunks.slice(0, -1)) expect(c.length).toBe(chunkBytes);
+    });
+  }
+
+  test("the default chunk size reads a small file in one chunk", async () => {
+    const { file, data } = inputFile(1234 * RECORD_BYTES);
+    const chunks = await readAll(file, data.length);
+    expect(chunks.length).toBe(1);
+    expect(chunks[0].equals(data)).toBe(true);
+  });
+
+  test("a one-record chunk size still works", async () => {
+    const { file, data } = inputFile(9 * RECORD_BYTES);
+    const chunks = await readAll(file, data.length, RECORD_BYTES);
+    expect(chunks.length).toBe(9);
+    expect(Buffer.concat(chunks).equals(data)).toBe(true);
+  });
+
+  test("a chunk size that is not whole records is a bug (assertion)", async () => {
+    const { file } = inputFile(RECORD_BYTES);
+    const error = (await thrown(async () => {
+      for await (const _ of readChunks(file, RECORD_BYTES, 150)) {
+        // consume
+      }
+    })) as Error;
+    expect(error.message).toContain("assertion failed");
+  });
+
+  test("a file that shrank or grew since it was checked is a run-time error (exit 1)", async () => {
+    const { file } = inputFile(10 * RECORD_BYTES);
+    for (const expected of [12 * RECORD_BYTES, 5 * RECORD_BYTES, 0]) {
+      const error = (await thrown(() => readAll(file, expected, 3 * RECORD_BYTES))) as NetsortError;
+      expect(error).toBeInstanceOf(NetsortError);
+      expect(error).not.toBeInstanceOf(UsageError);
+      expect(error.exitCode).toBe(EXIT_RUNTIME);
+      expect(error.message).toContain(`input ${file}`);
+      expect(error.message).toMatch(/changed while being read|grew while being read/);
+    }
+  });
+});
