@@ -1,0 +1,513 @@
+/**
+ * The first radix pass, done while batches arrive: every received record is
+ * copied into one of B buckets by its key bits just below this peer's range, so
+ * when the last stream ends only cache-sized per-bucket sorts remain
+ * (DESIGN.md "sort", BUN-NOTES.md "Sorting 100-byte records in Bun").
+ *
+ * Storage: fixed-size blocks carved from big slabs, one singly linked list of
+ * blocks per bucket; no allocation per record or per batch. A bucket that still
+ * came out big (skewed keys, or an expectedRecords far too low) is split again by
+ * its next digit into fresh block lists before sorting, reusing the blocks it
+ * frees, so every sort runs on at most `splitAboveRecords` records and the run +
+ * scratch buffers stay small whatever the key distribution.
+ *
+ * Memory, for D bytes held: the slabs hold D plus at most one partly filled block
+ * (32,000 B) per non-empty bucket; B is a power of two nearest to
+ * expectedBytes / 512 KiB, so that waste is at most ~9% of the expected bytes
+ * (~4.5% on average) and never over B * 32,000 B (16 buckets: 512 KB). A slab's
+ * not-yet-carved tail is never touched, so it costs address space, not RAM. A
+ * split keeps up to 256 partly filled blocks per nested level (8 MB each). The
+ * sort adds run + scratch buffers of at most 2 * 2 MiB. Peak: about 1.1 x D.
+ */
+import { dlopen, ptr } from "bun:ffi";
+import { assert } from "../errors.ts";
+import { RECORD_BYTES, RECORD_WORDS } from "../record.ts";
+import { digitAt, firstDifferentByte, sortRecords } from "./radix.ts";
+
+export interface BucketStoreOptions {
+  /** This peer's key range as 48-bit prefixes (first 6 key bytes as an unsigned integer): [rangeStart, rangeEnd). From record.ts rangeStart()/rangeEnd(). Doubles, exact (< 2^53). */
+  rangeStart: number;
+  rangeEnd: number;
+  /** Rough number of records expected (e.g. input size / 100); picks the bucket count so an average bucket is ~cache sized (256 KiB - 1 MiB). May be 0. */
+  expectedRecords: number;
+}
+
+const TWO_POW_16 = 2 ** 16;
+const TWO_POW_32 = 2 ** 32;
+const TWO_POW_48 = 2 ** 48;
+/** Bits of a whole record: a list sorted this far holds identical records. */
+const RECORD_BITS = RECORD_BYTES * 8;
+const DIGIT_VALUES = 256;
+
+/** An average bucket is about this big: it and its sort scratch fit in the 1 MiB L2. */
+const targetBucketBytes = 512 * 1024;
+const minBuckets = 16;
+const maxBuckets = 65536;
+/** Records per block: 32,000 B, small next to a bucket, big next to per-block costs. */
+const blockRecords = 320;
+const blockWords = blockRecords * RECORD_WORDS;
+const blockBytes = blockRecords * RECORD_BYTES;
+/** A bucket (or split child) with more records than this is split again before sorting. */
+const splitAboveRecords = Math.floor((4 * targetBucketBytes) / RECORD_BYTES);
+/** Slabs grow in steps between these sizes (whole blocks). */
+const minSlabBlocks = Math.ceil((4 * 1024 * 1024) / blockBytes);
+const maxSlabBlocks = Math.ceil((64 * 1024 * 1024) / blockBytes);
+/** Batches at an offset that is not 4-byte aligned are copied through this buffer. */
+const stagingRecords = 2560;
+/** Nested splits: each advances by >= 8 bits of the record. */
+const maxSplitLevels = RECORD_BITS / 8 + 2;
+
+const EMPTY32 = new Uint32Array(0);
+
+export class BucketStore {
+  private readonly rangeStart: number;
+  private readonly rangeEnd: number;
+  /** Buckets are spread over the first 32 key bits in [base32, base32 + span32). */
+  private readonly base32: number;
+  private readonly span32: number;
+  private readonly bucketCount: number;
+  /** Records whose first 32 bits lie outside (edgeLow32, edgeHigh32) get an exact 48-bit range check. */
+  private readonly edgeLow32: number;
+  private readonly edgeHigh32: number;
+  private readonly slabGrowthBlocks: number;
+
+  // Per bucket: its list (head, tail block ids) and where the next record goes.
+  private readonly head: Int32Array;
+  private readonly tail: Int32Array;
+  private readonly tailWord: Int32Array;
+  private readonly tailEndWord: Int32Array;
+  private readonly tailSlab: Uint32Array[];
+
+  // Per block id: its slab, first word in the slab, next block in its list, and
+  // record count (set when the block is full, or when the store is sealed).
+  private blockSlab: Int32Array = new Int32Array(1024);
+  private blockWord: Int32Array = new Int32Array(1024);
+  private blockNext: Int32Array = new Int32Array(1024);
+  private blockFill: Int32Array = new Int32Array(1024);
+  private blocksUsed = 0;
+  private freeBlocks: Int32Array = new Int32Array(1024);
+  private freeCount = 0;
+
+  private readonly slabs8: Uint8Array[] = [];
+  private readonly slabs32: Uint32Array[] = [];
+  /** Blocks not yet carved from the newest slab. */
+  private slabNextBlock = 0;
+  private slabBlocks = 0;
+  private slabBytesTotal = 0;
+
+  private staging: Uint8Array | null = null;
+  private recordCount = 0;
+  private sealed = false;
+
+  constructor(options: BucketStoreOptions) {
+    const { rangeStart, rangeEnd, expectedRecords } = options;
+    assert(Number.isInteger(rangeStart) && Number.isInteger(rangeEnd), "range bounds are integers");
+    assert(
+      0 <= rangeStart && rangeStart < rangeEnd && rangeEnd <= TWO_POW_48,
+      `range [${rangeStart}, ${rangeEnd})`,
+    );
+    assert(Number.isInteger(expectedRecords) && expectedRecords >= 0, `expectedRecords: ${expectedRecords}`);
+    this.rangeStart = rangeStart;
+    this.rangeEnd = rangeEnd;
+    this.base32 = Math.floor(rangeStart / TWO_POW_16);
+    const end32 = Math.ceil(rangeEnd / TWO_POW_16);
+    this.span32 = end32 - this.base32;
+    this.edgeLow32 = this.base32;
+    this.edgeHigh32 = Math.floor((rangeEnd - 1) / TWO_POW_16);
+
+    const expectedBytes = expectedRecords * RECORD_BYTES;
+    const wanted = Math.max(1, expectedBytes / targetBucketBytes);
+    let buckets = 2 ** Math.round(Math.log2(wanted));
+    buckets = Math.min(maxBuckets, Math.max(minBuckets, buckets));
+    // A range narrower than the bucket count (> 65536 peers) cannot happen with
+    // MAX_PEERS; keep every bucket reachable anyway.
+    while (buckets > this.span32 && buckets > 1) buckets /= 2;
+    this.bucketCount = buckets;
+    this.slabGrowthBlocks = Math.min(
+      maxSlabBlocks,
+      Math.max(minSlabBlocks, Math.ceil(expectedBytes / 4 / blockBytes)),
+    );
+
+    this.head = new Int32Array(buckets).fill(-1);
+    this.tail = new Int32Array(buckets).fill(-1);
+    this.tailWord = new Int32Array(buckets);
+    this.tailEndWord = new Int32Array(buckets);
+    this.tailSlab = new Array<Uint32Array>(buckets).fill(EMPTY32);
+  }
+
+  /** Records added so far. */
+  get records(): number {
+    return this.recordCount;
+  }
+
+  /** Buckets in use (for logs and tests). */
+  get buckets(): number {
+    return this.bucketCount;
+  }
+
+  /** Bytes of slab memory allocated so far (for logs and benchmarks). */
+  get slabBytes(): number {
+    return this.slabBytesTotal;
+  }
+
+  /**
+   * Copy the whole records in buf[offset, offset+length) (length a multiple of 100)
+   * into their buckets. The caller reuses buf afterwards. A record outside the range
+   * fails an assertion (a bug upstream).
+   */
+  add(buf: Uint8Array, offset: number, length: number): void {
+    assert(!this.sealed, "add after sortedRuns");
+    assert(Number.isInteger(offset) && Number.isInteger(length), "integer offset and length");
+    assert(
+      offset >= 0 && length >= 0 && offset + length <= buf.length,
+      `batch [${offset}, +${length}) in ${buf.length} B`,
+    );
+    assert(length % RECORD_BYTES === 0, `batch of whole records: ${length} B`);
+    if (length === 0) return;
+    const start = buf.byteOffset + offset;
+    if (start % 4 === 0) {
+      this.addAligned(
+        new Uint8Array(buf.buffer, start, length),
+        new Uint32Array(buf.buffer, start, length / 4),
+      );
+    } else {
+      // Word copies need 4-byte alignment: memcpy pieces into an aligned buffer first.
+      if (this.staging === null) this.staging = new Uint8Array(stagingRecords * RECORD_BYTES);
+      const staging = this.staging;
+      const staging32 = new Uint32Array(staging.buffer, 0, staging.length / 4);
+      for (let done = 0; done < length; ) {
+        const piece = Math.min(length - done, staging.length);
+        staging.set(buf.subarray(offset + done, offset + done + piece));
+        this.addAligned(staging, staging32, piece / RECORD_BYTES);
+        done += piece;
+      }
+    }
+  }
+
+  /** The hot loop: src8/src32 view the same 4-aligned records; `count` of them (default all). */
+  private addAligned(src8: Uint8Array, src32: Uint32Array, count = src8.length / RECORD_BYTES): void {
+    const base32 = this.base32;
+    const span32 = this.span32;
+    const bucketCount = this.bucketCount;
+    const lastBucket = this.bucketCount - 1;
+    const edgeLow32 = this.edgeLow32;
+    const edgeHigh32 = this.edgeHigh32;
+    const tailWord = this.tailWord;
+    const tailEndWord = this.tailEndWord;
+    const tailSlab = this.tailSlab;
+    for (let r = 0; r < count; r++) {
+      const o = r * RECORD_BYTES;
+      const p32 = ((src8[o] << 24) | (src8[o + 1] << 16) | (src8[o + 2] << 8) | src8[o + 3]) >>> 0;
+      if (p32 <= edgeLow32 || p32 >= edgeHigh32) this.checkEdge(src8, o, p32);
+      // Exact: (p32 - base32) * B < 2^48 is exact, and a correctly rounded quotient
+      // of exact values is an integer exactly when the true one is, and otherwise
+      // >= 1/span32 >= 2^-32 below the next integer, far above its error (2^-37).
+      let b = Math.floor(((p32 - base32) * bucketCount) / span32);
+      if (b > lastBucket) b = lastBucket;
+      let w = tailWord[b];
+      if (w === tailEndWord[b]) w = this.growBucket(b);
+      const slab = tailSlab[b];
+      const s = r * RECORD_WORDS;
+      for (let k = 0; k < RECORD_WORDS; k++) slab[w + k] = src32[s + k];
+      tailWord[b] = w + RECORD_WORDS;
+    }
+    this.recordCount += count;
+  }
+
+  /** The exact 48-bit range check for records near either end of the range. */
+  private checkEdge(src8: Uint8Array, o: number, p32: number): void {
+    const p48 = p32 * TWO_POW_16 + ((src8[o + 4] << 8) | src8[o + 5]);
+    assert(
+      this.rangeStart <= p48 && p48 < this.rangeEnd,
+      `record with 48-bit prefix ${p48} outside this peer's range [${this.rangeStart}, ${this.rangeEnd})`,
+    );
+  }
+
+  /** Bucket b's tail block is full (or absent): link a new one; returns its first word. */
+  private growBucket(b: number): number {
+    const id = this.allocBlock();
+    const last = this.tail[b];
+    if (last >= 0) {
+      this.blockFill[last] = blockRecords;
+      this.blockNext[last] = id;
+    } else {
+      this.head[b] = id;
+    }
+    this.tail[b] = id;
+    this.tailSlab[b] = this.slabs32[this.blockSlab[id]];
+    const word = this.blockWord[id];
+    this.tailWord[b] = word;
+    this.tailEndWord[b] = word + blockWords;
+    return word;
+  }
+
+  private allocBlock(): number {
+    let id: number;
+    if (this.freeCount > 0) {
+      id = this.freeBlocks[--this.freeCount];
+    } else {
+      if (this.slabNextBlock === this.slabBlocks) this.addSlab();
+      id = this.blocksUsed++;
+      if (id === this.blockSlab.length) this.growBlockTables();
+      this.blockSlab[id] = this.slabs8.length - 1;
+      this.blockWord[id] = this.slabNextBlock++ * blockWords;
+    }
+    this.blockNext[id] = -1;
+    this.blockFill[id] = 0;
+    return id;
+  }
+
+  private freeBlock(id: number): void {
+    if (this.freeCount === this.freeBlocks.length) this.freeBlocks = grow(this.freeBlocks);
+    this.freeBlocks[this.freeCount++] = id;
+  }
+
+  private addSlab(): void {
+    // Grow in big steps: a quarter of the expected data, or half of what is held.
+    const heldBlocks = this.slabBytesTotal / blockBytes;
+    const blocks = Math.min(maxSlabBlocks, Math.max(this.slabGrowthBlocks, Math.ceil(heldBlocks / 2)));
+    const slab = new Uint8Array(blocks * blockBytes);
+    adviseHugePages(slab);
+    this.slabs8.push(slab);
+    this.slabs32.push(new Uint32Array(slab.buffer, 0, blocks * blockWords));
+    this.slabBlocks = blocks;
+    this.slabNextBlock = 0;
+    this.slabBytesTotal += slab.length;
+  }
+
+  private growBlockTables(): void {
+    this.blockSlab = grow(this.blockSlab);
+    this.blockWord = grow(this.blockWord);
+    this.blockNext = grow(this.blockNext);
+    this.blockFill = grow(this.blockFill);
+  }
+
+  /**
+   * Sort each bucket and yield its records as contiguous sorted Uint8Arrays, in key
+   * order; a yielded view is valid only until the next iteration (buffers are
+   * reused). Empty buckets are skipped; a bucket bigger than ~2 MiB comes out as
+   * several runs. The concatenation of all yields is the fully sorted share.
+   * Call once: the store is consumed.
+   */
+  *sortedRuns(): Generator<Uint8Array> {
+    const counts = this.seal();
+    let largest = 0;
+    for (let b = 0; b < this.bucketCount; b++) largest = Math.max(largest, counts[b]);
+    const runRecords = Math.min(largest, splitAboveRecords);
+    const sorter: RunSorter = {
+      runRecords,
+      run: new Uint8Array(runRecords * RECORD_BYTES),
+      scratch: new Uint8Array(runRecords * RECORD_BYTES),
+      yielded: 0,
+    };
+    for (let b = 0; b < this.bucketCount; b++) {
+      if (counts[b] === 0) continue;
+      yield* this.sortList(sorter, this.head[b], counts[b], this.firstVaryingBit(b), 0);
+    }
+    assert(sorter.yielded === this.recordCount, `yielded ${sorter.yielded} of ${this.recordCount} records`);
+  }
+
+  /** Close the tail blocks; returns each bucket's record count. */
+  private seal(): Float64Array {
+    assert(!this.sealed, "sortedRuns called twice");
+    this.sealed = true;
+    const counts = new Float64Array(this.bucketCount);
+    let total = 0;
+    for (let b = 0; b < this.bucketCount; b++) {
+      const last = this.tail[b];
+      if (last < 0) continue;
+      const filledWords = this.tailWord[b] - this.blockWord[last];
+      assert(
+        filledWords > 0 && filledWords % RECORD_WORDS === 0 && filledWords <= blockWords,
+        "tail block fill",
+      );
+      this.blockFill[last] = filledWords / RECORD_WORDS;
+      let n = 0;
+      for (let id = this.head[b]; id >= 0; id = this.blockNext[id]) n += this.blockFill[id];
+      counts[b] = n;
+      total += n;
+    }
+    assert(total === this.recordCount, `bucket counts ${total} add up to ${this.recordCount} records`);
+    return counts;
+  }
+
+  /**
+   * The first key bit that can vary inside bucket b. It holds exactly the p32 with
+   * b <= (p32 - base32) * B / span32 < b + 1, i.e. p32 in [lo, hi] below (exact in
+   * doubles: b * span32 < 2^48 and B is a power of two), and all numbers between
+   * two others share the bits above their highest differing bit.
+   */
+  private firstVaryingBit(b: number): number {
+    const lo = this.base32 + Math.ceil((b * this.span32) / this.bucketCount);
+    const hi = this.base32 + Math.ceil(((b + 1) * this.span32) / this.bucketCount) - 1;
+    assert(
+      this.base32 <= lo && lo <= hi && hi < this.base32 + this.span32 && hi < TWO_POW_32,
+      "bucket bounds",
+    );
+    return lo === hi ? 32 : Math.clz32(lo ^ hi);
+  }
+
+  /**
+   * Yield the records of the list starting at block `head` (`n` records, equal
+   * before bit `bit`) as sorted runs, freeing its blocks: sorted in one piece when
+   * it fits the run buffer, else split by its next varying digit.
+   */
+  private *sortList(
+    sorter: RunSorter,
+    head: number,
+    n: number,
+    bit: number,
+    level: number,
+  ): Generator<Uint8Array> {
+    assert(level < maxSplitLevels, "split depth");
+    if (n <= sorter.runRecords) {
+      let pos = 0;
+      for (let id = head; id >= 0; ) {
+        const fill = this.blockFill[id];
+        const from = this.blockWord[id] * 4;
+        sorter.run.set(this.slabs8[this.blockSlab[id]].subarray(from, from + fill * RECORD_BYTES), pos);
+        pos += fill * RECORD_BYTES;
+        const next = this.blockNext[id];
+        this.freeBlock(id);
+        id = next;
+      }
+      assert(pos === n * RECORD_BYTES, "list holds its record count");
+      sortRecords(sorter.run, n, sorter.scratch, bit);
+      sorter.yielded += n;
+      yield sorter.run.subarray(0, pos);
+      return;
+    }
+    const counts = new Float64Array(DIGIT_VALUES);
+    for (;;) {
+      if (this.countListDigits(head, bit, counts) < n) break;
+      bit = this.nextVaryingBit(head, bit);
+      if (bit >= RECORD_BITS) {
+        // Identical records: every block is already a sorted run.
+        for (let id = head; id >= 0; ) {
+          const fill = this.blockFill[id];
+          const from = this.blockWord[id] * 4;
+          sorter.yielded += fill;
+          yield this.slabs8[this.blockSlab[id]].subarray(from, from + fill * RECORD_BYTES);
+          const next = this.blockNext[id];
+          this.freeBlock(id);
+          id = next;
+        }
+        return;
+      }
+    }
+    const children = this.splitList(head, bit);
+    for (let d = 0; d < DIGIT_VALUES; d++) {
+      assert(children.counts[d] === counts[d], "split moved every record to its digit");
+      if (counts[d] === 0) continue;
+      yield* this.sortList(sorter, children.heads[d], counts[d], bit + 8, level + 1);
+    }
+  }
+
+  /** Count the digit at `bit` over a list into counts; returns the largest count. */
+  private countListDigits(head: number, bit: number, counts: Float64Array): number {
+    counts.fill(0);
+    for (let id = head; id >= 0; id = this.blockNext[id]) {
+      const slab = this.slabs8[this.blockSlab[id]];
+      const from = this.blockWord[id] * 4;
+      const end = from + this.blockFill[id] * RECORD_BYTES;
+      for (let o = from; o < end; o += RECORD_BYTES) counts[digitAt(slab, o, bit)]++;
+    }
+    let largest = 0;
+    for (let d = 0; d < DIGIT_VALUES; d++) largest = Math.max(largest, counts[d]);
+    return largest;
+  }
+
+  /** All records of the list share the digit at `bit`: where the next digit should start. */
+  private nextVaryingBit(head: number, bit: number): number {
+    const next = bit + 8;
+    if (next >= RECORD_BITS) return RECORD_BITS;
+    const ref = this.slabs32[this.blockSlab[head]];
+    const refWord = this.blockWord[head];
+    const fromByte = next >>> 3;
+    let differ = RECORD_BYTES;
+    for (let id = head; id >= 0 && differ > fromByte; id = this.blockNext[id]) {
+      const slab = this.slabs32[this.blockSlab[id]];
+      const lo = this.blockWord[id] / RECORD_WORDS;
+      differ = firstDifferentByte(ref, refWord, slab, lo, this.blockFill[id], fromByte, differ);
+    }
+    return Math.max(next, differ * 8);
+  }
+
+  /** Move a list's records into 256 new lists by the digit at `bit`, freeing its blocks. */
+  private splitList(head: number, bit: number): { heads: Int32Array; counts: Float64Array } {
+    const heads = new Int32Array(DIGIT_VALUES).fill(-1);
+    const tails = new Int32Array(DIGIT_VALUES).fill(-1);
+    const counts = new Float64Array(DIGIT_VALUES);
+    for (let id = head; id >= 0; ) {
+      const src8 = this.slabs8[this.blockSlab[id]];
+      const src32 = this.slabs32[this.blockSlab[id]];
+      const firstWord = this.blockWord[id];
+      const fill = this.blockFill[id];
+      for (let r = 0; r < fill; r++) {
+        const s = firstWord + r * RECORD_WORDS;
+        const d = digitAt(src8, s * 4, bit);
+        let t = tails[d];
+        if (t < 0 || this.blockFill[t] === blockRecords) {
+          const fresh = this.allocBlock();
+          if (t < 0) heads[d] = fresh;
+          else this.blockNext[t] = fresh;
+          tails[d] = fresh;
+          t = fresh;
+        }
+        const dst = this.slabs32[this.blockSlab[t]];
+        const w = this.blockWord[t] + this.blockFill[t]++ * RECORD_WORDS;
+        for (let k = 0; k < RECORD_WORDS; k++) dst[w + k] = src32[s + k];
+        counts[d]++;
+      }
+      const next = this.blockNext[id];
+      this.freeBlock(id); // consumed: the next fresh block may reuse it
+      id = next;
+    }
+    return { heads, counts };
+  }
+}
+
+/** The buffers one sortedRuns() pass sorts in, allocated once for all buckets. */
+interface RunSorter {
+  runRecords: number;
+  run: Uint8Array;
+  scratch: Uint8Array;
+  yielded: number;
+}
+
+function grow(table: Int32Array): Int32Array {
+  const bigger: Int32Array = new Int32Array(table.length * 2);
+  bigger.set(table);
+  return bigger;
+}
+
+// Linux: ask for transparent huge pages on the slabs (madvise MADV_HUGEPAGE, THP
+// is in "madvise" mode here). First-touching fresh memory in this VM costs about
+// 2.6 ms per MB with 4 KiB pages and 0.15-0.75 ms per MB with 2 MiB pages, and the
+// slabs are first touched inside add(), on the receive path. Best effort: without
+// bun:ffi or libc the slabs just use normal pages.
+const MADV_HUGEPAGE = 14;
+const HUGE_PAGE_BYTES = 2 * 1024 * 1024;
+let madvise: ((address: number, length: number, advice: number) => number) | null | undefined;
+
+function adviseHugePages(buf: Uint8Array): void {
+  if (madvise === undefined) madvise = loadMadvise();
+  if (madvise === null || buf.length < 2 * HUGE_PAGE_BYTES) return;
+  const address = ptr(buf);
+  const start = Math.ceil(address / HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES;
+  const end = Math.floor((address + buf.length) / HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES;
+  if (end > start) madvise(start, end - start, MADV_HUGEPAGE);
+}
+
+function loadMadvise(): ((address: number, length: number, advice: number) => number) | null {
+  if (process.platform !== "linux") return null;
+  for (const name of ["libc.so.6", "libc.so"]) {
+    try {
+      const lib = dlopen(name, { madvise: { args: ["usize", "usize", "i32"], returns: "i32" } });
+      return (address, length, advice) => lib.symbols.madvise(address, length, advice);
+    } catch {
+      // try the next name
+    }
+  }
+  return null;
+}
