@@ -46,7 +46,15 @@ export function checkArgs(command: string, rawArgs: string[], def: ArgsDef): voi
       positionalCount += rawArgs.length - i - 1;
       break;
     }
-    if (raw.startsWith("-") && raw.length > 1 && !/^-\d/.test(raw)) {
+    if (/^-\d/.test(raw)) {
+      // citty reads "-1" as an unknown short flag and drops it: refuse it here instead.
+      throw new UsageError(`${command}: negative numbers are not valid here: ${raw}`);
+    }
+    if (/^-[^-].*=/.test(raw)) {
+      // citty would hand the command "=value" for "-x=value".
+      throw new UsageError(`${command}: write ${raw.split("=")[0]} <value> or --name=<value>, not ${raw}`);
+    }
+    if (raw.startsWith("-") && raw.length > 1) {
       const body = raw.replace(/^--?/, "");
       const eq = body.indexOf("=");
       const name = eq >= 0 ? body.slice(0, eq) : body;
