@@ -22,7 +22,7 @@
 import { dlopen, ptr } from "bun:ffi";
 import { assert } from "../errors.ts";
 import { RECORD_BYTES, RECORD_WORDS } from "../record.ts";
-import { digitAt, firstDifferentByte, sortRecords } from "./radix.ts";
+import { firstDifferentByte, sortRecords } from "./radix.ts";
 
 export interface BucketStoreOptions {
   /** This peer's key range as 48-bit prefixes (first 6 key bytes as an unsigned integer): [rangeStart, rangeEnd). From record.ts rangeStart()/rangeEnd(). Doubles, exact (< 2^53). */
@@ -59,6 +59,137 @@ const maxSplitLevels = RECORD_BITS / 8 + 2;
 
 const EMPTY32 = new Uint32Array(0);
 
+/**
+ * Blocks of `blockRecords` records carved from slabs, addressed by block id. A
+ * block belongs to one list at a time; freed blocks are reused before any new
+ * slab is carved, so splitting a list costs no memory beyond its partial blocks.
+ */
+class BlockPool {
+  readonly slabs8: Uint8Array[] = [];
+  readonly slabs32: Uint32Array[] = [];
+  // Per block id: its slab, first word in the slab, next block in its list, and
+  // record count (set when its list moves on to a new block, or is sealed).
+  slabOf: Int32Array = new Int32Array(1024);
+  wordOf: Int32Array = new Int32Array(1024);
+  next: Int32Array = new Int32Array(1024);
+  fill: Int32Array = new Int32Array(1024);
+  private used = 0;
+  private free: Int32Array = new Int32Array(1024);
+  private freeCount = 0;
+  private slabNextBlock = 0;
+  private slabBlocks = 0;
+  bytes = 0;
+
+  constructor(private readonly minGrowthBlocks: number) {}
+
+  alloc(): number {
+    let id: number;
+    if (this.freeCount > 0) {
+      id = this.free[--this.freeCount];
+    } else {
+      if (this.slabNextBlock === this.slabBlocks) this.addSlab();
+      id = this.used++;
+      if (id === this.slabOf.length) {
+        this.slabOf = grow(this.slabOf);
+        this.wordOf = grow(this.wordOf);
+        this.next = grow(this.next);
+        this.fill = grow(this.fill);
+      }
+      this.slabOf[id] = this.slabs8.length - 1;
+      this.wordOf[id] = this.slabNextBlock++ * blockWords;
+    }
+    this.next[id] = -1;
+    this.fill[id] = 0;
+    return id;
+  }
+
+  release(id: number): void {
+    if (this.freeCount === this.free.length) this.free = grow(this.free);
+    this.free[this.freeCount++] = id;
+  }
+
+  /** The records of block `id` as bytes (a view, valid until the block is reused). */
+  view(id: number): Uint8Array {
+    const from = this.wordOf[id] * 4;
+    return this.slabs8[this.slabOf[id]].subarray(from, from + this.fill[id] * RECORD_BYTES);
+  }
+
+  private addSlab(): void {
+    // Grow in big steps: at least minGrowthBlocks, or half of what is held.
+    const blocks = Math.min(maxSlabBlocks, Math.max(this.minGrowthBlocks, Math.ceil(this.used / 2)));
+    const slab = new Uint8Array(blocks * blockBytes);
+    adviseHugePages(slab);
+    this.slabs8.push(slab);
+    this.slabs32.push(new Uint32Array(slab.buffer, 0, blocks * blockWords));
+    this.slabBlocks = blocks;
+    this.slabNextBlock = 0;
+    this.bytes += slab.length;
+  }
+}
+
+/**
+ * `count` block lists appended to record by record (the buckets, or the children
+ * of one split), each with its write position kept in flat arrays for the hot loops.
+ */
+class ListSet {
+  readonly head: Int32Array;
+  readonly tail: Int32Array;
+  /** Where list d's next record goes in writeSlab[d]; == endWord[d] when its tail is full. */
+  readonly writeWord: Int32Array;
+  readonly endWord: Int32Array;
+  readonly writeSlab: Uint32Array[];
+
+  constructor(
+    private readonly pool: BlockPool,
+    readonly count: number,
+  ) {
+    this.head = new Int32Array(count).fill(-1);
+    this.tail = new Int32Array(count).fill(-1);
+    this.writeWord = new Int32Array(count);
+    this.endWord = new Int32Array(count);
+    this.writeSlab = new Array<Uint32Array>(count).fill(EMPTY32);
+  }
+
+  /** List d's tail block is full (or absent): link a new one; returns its first word. */
+  grow(d: number): number {
+    const pool = this.pool;
+    const id = pool.alloc();
+    const last = this.tail[d];
+    if (last >= 0) {
+      pool.fill[last] = blockRecords;
+      pool.next[last] = id;
+    } else {
+      this.head[d] = id;
+    }
+    this.tail[d] = id;
+    this.writeSlab[d] = pool.slabs32[pool.slabOf[id]];
+    const word = pool.wordOf[id];
+    this.writeWord[d] = word;
+    this.endWord[d] = word + blockWords;
+    return word;
+  }
+
+  /** Record the tail blocks' fills; returns each list's record count. */
+  seal(): Float64Array {
+    const pool = this.pool;
+    const counts = new Float64Array(this.count);
+    for (let d = 0; d < this.count; d++) {
+      const last = this.tail[d];
+      if (last < 0) continue;
+      const filledWords = this.writeWord[d] - pool.wordOf[last];
+      assert(
+        filledWords > 0 && filledWords % RECORD_WORDS === 0 && filledWords <= blockWords,
+        "tail block fill",
+      );
+      pool.fill[last] = filledWords / RECORD_WORDS;
+      let n = 0;
+      for (let id = this.head[d]; id >= 0; id = pool.next[id]) n += pool.fill[id];
+      counts[d] = n;
+    }
+    return counts;
+  }
+}
+
 export class BucketStore {
   private readonly rangeStart: number;
   private readonly rangeEnd: number;
@@ -69,32 +200,8 @@ export class BucketStore {
   /** Records whose first 32 bits lie outside (edgeLow32, edgeHigh32) get an exact 48-bit range check. */
   private readonly edgeLow32: number;
   private readonly edgeHigh32: number;
-  private readonly slabGrowthBlocks: number;
-
-  // Per bucket: its list (head, tail block ids) and where the next record goes.
-  private readonly head: Int32Array;
-  private readonly tail: Int32Array;
-  private readonly tailWord: Int32Array;
-  private readonly tailEndWord: Int32Array;
-  private readonly tailSlab: Uint32Array[];
-
-  // Per block id: its slab, first word in the slab, next block in its list, and
-  // record count (set when the block is full, or when the store is sealed).
-  private blockSlab: Int32Array = new Int32Array(1024);
-  private blockWord: Int32Array = new Int32Array(1024);
-  private blockNext: Int32Array = new Int32Array(1024);
-  private blockFill: Int32Array = new Int32Array(1024);
-  private blocksUsed = 0;
-  private freeBlocks: Int32Array = new Int32Array(1024);
-  private freeCount = 0;
-
-  private readonly slabs8: Uint8Array[] = [];
-  private readonly slabs32: Uint32Array[] = [];
-  /** Blocks not yet carved from the newest slab. */
-  private slabNextBlock = 0;
-  private slabBlocks = 0;
-  private slabBytesTotal = 0;
-
+  private readonly pool: BlockPool;
+  private readonly lists: ListSet;
   private staging: Uint8Array | null = null;
   private recordCount = 0;
   private sealed = false;
@@ -110,8 +217,7 @@ export class BucketStore {
     this.rangeStart = rangeStart;
     this.rangeEnd = rangeEnd;
     this.base32 = Math.floor(rangeStart / TWO_POW_16);
-    const end32 = Math.ceil(rangeEnd / TWO_POW_16);
-    this.span32 = end32 - this.base32;
+    this.span32 = Math.ceil(rangeEnd / TWO_POW_16) - this.base32;
     this.edgeLow32 = this.base32;
     this.edgeHigh32 = Math.floor((rangeEnd - 1) / TWO_POW_16);
 
@@ -119,20 +225,14 @@ export class BucketStore {
     const wanted = Math.max(1, expectedBytes / targetBucketBytes);
     let buckets = 2 ** Math.round(Math.log2(wanted));
     buckets = Math.min(maxBuckets, Math.max(minBuckets, buckets));
-    // A range narrower than the bucket count (> 65536 peers) cannot happen with
-    // MAX_PEERS; keep every bucket reachable anyway.
+    // Keep every bucket reachable: a range narrower than that needs > 65536 peers.
     while (buckets > this.span32 && buckets > 1) buckets /= 2;
     this.bucketCount = buckets;
-    this.slabGrowthBlocks = Math.min(
-      maxSlabBlocks,
-      Math.max(minSlabBlocks, Math.ceil(expectedBytes / 4 / blockBytes)),
+    // Slabs of a quarter of the expected data: a handful of allocations in all.
+    this.pool = new BlockPool(
+      Math.min(maxSlabBlocks, Math.max(minSlabBlocks, Math.ceil(expectedBytes / 4 / blockBytes))),
     );
-
-    this.head = new Int32Array(buckets).fill(-1);
-    this.tail = new Int32Array(buckets).fill(-1);
-    this.tailWord = new Int32Array(buckets);
-    this.tailEndWord = new Int32Array(buckets);
-    this.tailSlab = new Array<Uint32Array>(buckets).fill(EMPTY32);
+    this.lists = new ListSet(this.pool, buckets);
   }
 
   /** Records added so far. */
@@ -147,7 +247,7 @@ export class BucketStore {
 
   /** Bytes of slab memory allocated so far (for logs and benchmarks). */
   get slabBytes(): number {
-    return this.slabBytesTotal;
+    return this.pool.bytes;
   }
 
   /**
@@ -189,12 +289,13 @@ export class BucketStore {
     const base32 = this.base32;
     const span32 = this.span32;
     const bucketCount = this.bucketCount;
-    const lastBucket = this.bucketCount - 1;
+    const lastBucket = bucketCount - 1;
     const edgeLow32 = this.edgeLow32;
     const edgeHigh32 = this.edgeHigh32;
-    const tailWord = this.tailWord;
-    const tailEndWord = this.tailEndWord;
-    const tailSlab = this.tailSlab;
+    const lists = this.lists;
+    const writeWord = lists.writeWord;
+    const endWord = lists.endWord;
+    const writeSlab = lists.writeSlab;
     for (let r = 0; r < count; r++) {
       const o = r * RECORD_BYTES;
       const p32 = ((src8[o] << 24) | (src8[o + 1] << 16) | (src8[o + 2] << 8) | src8[o + 3]) >>> 0;
@@ -204,12 +305,12 @@ export class BucketStore {
       // >= 1/span32 >= 2^-32 below the next integer, far above its error (2^-37).
       let b = Math.floor(((p32 - base32) * bucketCount) / span32);
       if (b > lastBucket) b = lastBucket;
-      let w = tailWord[b];
-      if (w === tailEndWord[b]) w = this.growBucket(b);
-      const slab = tailSlab[b];
+      let w = writeWord[b];
+      if (w === endWord[b]) w = lists.grow(b);
+      const slab = writeSlab[b];
       const s = r * RECORD_WORDS;
       for (let k = 0; k < RECORD_WORDS; k++) slab[w + k] = src32[s + k];
-      tailWord[b] = w + RECORD_WORDS;
+      writeWord[b] = w + RECORD_WORDS;
     }
     this.recordCount += count;
   }
@@ -223,65 +324,6 @@ export class BucketStore {
     );
   }
 
-  /** Bucket b's tail block is full (or absent): link a new one; returns its first word. */
-  private growBucket(b: number): number {
-    const id = this.allocBlock();
-    const last = this.tail[b];
-    if (last >= 0) {
-      this.blockFill[last] = blockRecords;
-      this.blockNext[last] = id;
-    } else {
-      this.head[b] = id;
-    }
-    this.tail[b] = id;
-    this.tailSlab[b] = this.slabs32[this.blockSlab[id]];
-    const word = this.blockWord[id];
-    this.tailWord[b] = word;
-    this.tailEndWord[b] = word + blockWords;
-    return word;
-  }
-
-  private allocBlock(): number {
-    let id: number;
-    if (this.freeCount > 0) {
-      id = this.freeBlocks[--this.freeCount];
-    } else {
-      if (this.slabNextBlock === this.slabBlocks) this.addSlab();
-      id = this.blocksUsed++;
-      if (id === this.blockSlab.length) this.growBlockTables();
-      this.blockSlab[id] = this.slabs8.length - 1;
-      this.blockWord[id] = this.slabNextBlock++ * blockWords;
-    }
-    this.blockNext[id] = -1;
-    this.blockFill[id] = 0;
-    return id;
-  }
-
-  private freeBlock(id: number): void {
-    if (this.freeCount === this.freeBlocks.length) this.freeBlocks = grow(this.freeBlocks);
-    this.freeBlocks[this.freeCount++] = id;
-  }
-
-  private addSlab(): void {
-    // Grow in big steps: a quarter of the expected data, or half of what is held.
-    const heldBlocks = this.slabBytesTotal / blockBytes;
-    const blocks = Math.min(maxSlabBlocks, Math.max(this.slabGrowthBlocks, Math.ceil(heldBlocks / 2)));
-    const slab = new Uint8Array(blocks * blockBytes);
-    adviseHugePages(slab);
-    this.slabs8.push(slab);
-    this.slabs32.push(new Uint32Array(slab.buffer, 0, blocks * blockWords));
-    this.slabBlocks = blocks;
-    this.slabNextBlock = 0;
-    this.slabBytesTotal += slab.length;
-  }
-
-  private growBlockTables(): void {
-    this.blockSlab = grow(this.blockSlab);
-    this.blockWord = grow(this.blockWord);
-    this.blockNext = grow(this.blockNext);
-    this.blockFill = grow(this.blockFill);
-  }
-
   /**
    * Sort each bucket and yield its records as contiguous sorted Uint8Arrays, in key
    * order; a yielded view is valid only until the next iteration (buffers are
@@ -290,9 +332,16 @@ export class BucketStore {
    * Call once: the store is consumed.
    */
   *sortedRuns(): Generator<Uint8Array> {
-    const counts = this.seal();
+    assert(!this.sealed, "sortedRuns called twice");
+    this.sealed = true;
+    const counts = this.lists.seal();
+    let total = 0;
     let largest = 0;
-    for (let b = 0; b < this.bucketCount; b++) largest = Math.max(largest, counts[b]);
+    for (let b = 0; b < this.bucketCount; b++) {
+      total += counts[b];
+      largest = Math.max(largest, counts[b]);
+    }
+    assert(total === this.recordCount, `bucket counts ${total} add up to ${this.recordCount} records`);
     const runRecords = Math.min(largest, splitAboveRecords);
     const sorter: RunSorter = {
       runRecords,
@@ -302,33 +351,9 @@ export class BucketStore {
     };
     for (let b = 0; b < this.bucketCount; b++) {
       if (counts[b] === 0) continue;
-      yield* this.sortList(sorter, this.head[b], counts[b], this.firstVaryingBit(b), 0);
+      yield* this.sortList(sorter, this.lists.head[b], counts[b], this.firstVaryingBit(b), 0);
     }
     assert(sorter.yielded === this.recordCount, `yielded ${sorter.yielded} of ${this.recordCount} records`);
-  }
-
-  /** Close the tail blocks; returns each bucket's record count. */
-  private seal(): Float64Array {
-    assert(!this.sealed, "sortedRuns called twice");
-    this.sealed = true;
-    const counts = new Float64Array(this.bucketCount);
-    let total = 0;
-    for (let b = 0; b < this.bucketCount; b++) {
-      const last = this.tail[b];
-      if (last < 0) continue;
-      const filledWords = this.tailWord[b] - this.blockWord[last];
-      assert(
-        filledWords > 0 && filledWords % RECORD_WORDS === 0 && filledWords <= blockWords,
-        "tail block fill",
-      );
-      this.blockFill[last] = filledWords / RECORD_WORDS;
-      let n = 0;
-      for (let id = this.head[b]; id >= 0; id = this.blockNext[id]) n += this.blockFill[id];
-      counts[b] = n;
-      total += n;
-    }
-    assert(total === this.recordCount, `bucket counts ${total} add up to ${this.recordCount} records`);
-    return counts;
   }
 
   /**
@@ -360,15 +385,15 @@ export class BucketStore {
     level: number,
   ): Generator<Uint8Array> {
     assert(level < maxSplitLevels, "split depth");
+    const pool = this.pool;
     if (n <= sorter.runRecords) {
       let pos = 0;
       for (let id = head; id >= 0; ) {
-        const fill = this.blockFill[id];
-        const from = this.blockWord[id] * 4;
-        sorter.run.set(this.slabs8[this.blockSlab[id]].subarray(from, from + fill * RECORD_BYTES), pos);
-        pos += fill * RECORD_BYTES;
-        const next = this.blockNext[id];
-        this.freeBlock(id);
+        const records = pool.view(id);
+        sorter.run.set(records, pos);
+        pos += records.length;
+        const next = pool.next[id];
+        pool.release(id);
         id = next;
       }
       assert(pos === n * RECORD_BYTES, "list holds its record count");
@@ -377,40 +402,46 @@ export class BucketStore {
       yield sorter.run.subarray(0, pos);
       return;
     }
-    const counts = new Float64Array(DIGIT_VALUES);
     for (;;) {
-      if (this.countListDigits(head, bit, counts) < n) break;
+      if (this.largestDigitCount(head, bit) < n) break;
       bit = this.nextVaryingBit(head, bit);
       if (bit >= RECORD_BITS) {
         // Identical records: every block is already a sorted run.
         for (let id = head; id >= 0; ) {
-          const fill = this.blockFill[id];
-          const from = this.blockWord[id] * 4;
-          sorter.yielded += fill;
-          yield this.slabs8[this.blockSlab[id]].subarray(from, from + fill * RECORD_BYTES);
-          const next = this.blockNext[id];
-          this.freeBlock(id);
+          const records = pool.view(id);
+          sorter.yielded += records.length / RECORD_BYTES;
+          yield records;
+          const next = pool.next[id];
+          pool.release(id);
           id = next;
         }
         return;
       }
     }
     const children = this.splitList(head, bit);
+    const counts = children.seal();
+    let total = 0;
+    for (let d = 0; d < DIGIT_VALUES; d++) total += counts[d];
+    assert(total === n, `split kept ${total} of ${n} records`);
     for (let d = 0; d < DIGIT_VALUES; d++) {
-      assert(children.counts[d] === counts[d], "split moved every record to its digit");
       if (counts[d] === 0) continue;
-      yield* this.sortList(sorter, children.heads[d], counts[d], bit + 8, level + 1);
+      yield* this.sortList(sorter, children.head[d], counts[d], bit + 8, level + 1);
     }
   }
 
-  /** Count the digit at `bit` over a list into counts; returns the largest count. */
-  private countListDigits(head: number, bit: number, counts: Float64Array): number {
-    counts.fill(0);
-    for (let id = head; id >= 0; id = this.blockNext[id]) {
-      const slab = this.slabs8[this.blockSlab[id]];
-      const from = this.blockWord[id] * 4;
-      const end = from + this.blockFill[id] * RECORD_BYTES;
-      for (let o = from; o < end; o += RECORD_BYTES) counts[digitAt(slab, o, bit)]++;
+  /** The most records of a list sharing one value of the 8-bit digit at `bit`. */
+  private largestDigitCount(head: number, bit: number): number {
+    const pool = this.pool;
+    const counts = new Float64Array(DIGIT_VALUES);
+    const i = bit >>> 3;
+    const j = Math.min(i + 1, RECORD_BYTES - 1);
+    const shift = 8 - (bit & 7);
+    for (let id = head; id >= 0; id = pool.next[id]) {
+      const slab = pool.slabs8[pool.slabOf[id]];
+      const from = pool.wordOf[id] * 4;
+      const end = from + pool.fill[id] * RECORD_BYTES;
+      for (let o = from; o < end; o += RECORD_BYTES)
+        counts[(((slab[o + i] << 8) | slab[o + j]) >>> shift) & 0xff]++;
     }
     let largest = 0;
     for (let d = 0; d < DIGIT_VALUES; d++) largest = Math.max(largest, counts[d]);
@@ -419,51 +450,60 @@ export class BucketStore {
 
   /** All records of the list share the digit at `bit`: where the next digit should start. */
   private nextVaryingBit(head: number, bit: number): number {
+    const pool = this.pool;
     const next = bit + 8;
     if (next >= RECORD_BITS) return RECORD_BITS;
-    const ref = this.slabs32[this.blockSlab[head]];
-    const refWord = this.blockWord[head];
+    const ref = pool.slabs32[pool.slabOf[head]];
+    const refWord = pool.wordOf[head];
     const fromByte = next >>> 3;
     let differ = RECORD_BYTES;
-    for (let id = head; id >= 0 && differ > fromByte; id = this.blockNext[id]) {
-      const slab = this.slabs32[this.blockSlab[id]];
-      const lo = this.blockWord[id] / RECORD_WORDS;
-      differ = firstDifferentByte(ref, refWord, slab, lo, this.blockFill[id], fromByte, differ);
+    for (let id = head; id >= 0 && differ > fromByte; id = pool.next[id]) {
+      const slab = pool.slabs32[pool.slabOf[id]];
+      differ = firstDifferentByte(
+        ref,
+        refWord,
+        slab,
+        pool.wordOf[id] / RECORD_WORDS,
+        pool.fill[id],
+        fromByte,
+        differ,
+      );
     }
     return Math.max(next, differ * 8);
   }
 
-  /** Move a list's records into 256 new lists by the digit at `bit`, freeing its blocks. */
-  private splitList(head: number, bit: number): { heads: Int32Array; counts: Float64Array } {
-    const heads = new Int32Array(DIGIT_VALUES).fill(-1);
-    const tails = new Int32Array(DIGIT_VALUES).fill(-1);
-    const counts = new Float64Array(DIGIT_VALUES);
+  /**
+   * Move a list's records into 256 new lists by the 8-bit digit at `bit` (the same
+   * digit as digitAt), releasing each source block once it is read.
+   */
+  private splitList(head: number, bit: number): ListSet {
+    const pool = this.pool;
+    const children = new ListSet(pool, DIGIT_VALUES);
+    const writeWord = children.writeWord;
+    const endWord = children.endWord;
+    const writeSlab = children.writeSlab;
+    const i = bit >>> 3;
+    const j = Math.min(i + 1, RECORD_BYTES - 1);
+    const shift = 8 - (bit & 7);
     for (let id = head; id >= 0; ) {
-      const src8 = this.slabs8[this.blockSlab[id]];
-      const src32 = this.slabs32[this.blockSlab[id]];
-      const firstWord = this.blockWord[id];
-      const fill = this.blockFill[id];
-      for (let r = 0; r < fill; r++) {
-        const s = firstWord + r * RECORD_WORDS;
-        const d = digitAt(src8, s * 4, bit);
-        let t = tails[d];
-        if (t < 0 || this.blockFill[t] === blockRecords) {
-          const fresh = this.allocBlock();
-          if (t < 0) heads[d] = fresh;
-          else this.blockNext[t] = fresh;
-          tails[d] = fresh;
-          t = fresh;
-        }
-        const dst = this.slabs32[this.blockSlab[t]];
-        const w = this.blockWord[t] + this.blockFill[t]++ * RECORD_WORDS;
+      const src8 = pool.slabs8[pool.slabOf[id]];
+      const src32 = pool.slabs32[pool.slabOf[id]];
+      const firstWord = pool.wordOf[id];
+      const endSrc = firstWord + pool.fill[id] * RECORD_WORDS;
+      for (let s = firstWord; s < endSrc; s += RECORD_WORDS) {
+        const o = s * 4;
+        const d = (((src8[o + i] << 8) | src8[o + j]) >>> shift) & 0xff;
+        let w = writeWord[d];
+        if (w === endWord[d]) w = children.grow(d);
+        const dst = writeSlab[d];
         for (let k = 0; k < RECORD_WORDS; k++) dst[w + k] = src32[s + k];
-        counts[d]++;
+        writeWord[d] = w + RECORD_WORDS;
       }
-      const next = this.blockNext[id];
-      this.freeBlock(id); // consumed: the next fresh block may reuse it
+      const next = pool.next[id];
+      pool.release(id); // read: the next grow() may reuse it
       id = next;
     }
-    return { heads, counts };
+    return children;
   }
 }
 

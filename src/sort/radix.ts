@@ -3,32 +3,39 @@
  * the order the output needs: key bytes as unsigned (memcmp), then the value bytes,
  * so equal keys come out in one deterministic order whatever their arrival order.
  *
- * Each level counts 8-bit digits taken at an arbitrary bit position (the caller may
- * know that the first bits are shared, e.g. inside one bucket of a key range, so
- * the first digit is the first 8 bits that actually vary) and scatters the range
+ * Each level counts 8-12 bit digits taken at an arbitrary bit position (the caller
+ * may know that the first bits are shared, e.g. inside one bucket of a key range,
+ * so the first digit starts at the first bit that can vary) and scatters the range
  * into the other buffer; the levels ping-pong between the result buffer and the
- * scratch, so a range of ~20 records after one pass costs one more copy. Small
- * ranges finish with an insertion sort over record indices. A range whose digit
- * is the same for every record does not move: a word-wise scan finds the first
- * byte where any record differs and the sort jumps there, so all-equal keys and
- * millions of identical records cost a few linear passes, never one per byte.
+ * scratch, so a cache-sized bucket costs about two moves per record: one scatter
+ * into ~2,000 children of 2-3 records, then one insertion-sorted move back. A range
+ * whose digit is the same for every record does not move: a word-wise scan finds
+ * the first byte where any record differs and the sort jumps there, so all-equal
+ * keys and millions of identical records cost a few linear passes, never one per
+ * byte, and no range is ever comparison-sorted beyond `insertionMaxRecords`.
  */
 import { assert } from "../errors.ts";
 import { RECORD_BYTES, RECORD_WORDS } from "../record.ts";
 
 /** Bits in a whole record: a range sorted up to here holds identical records. */
 const RECORD_BITS = RECORD_BYTES * 8;
-const DIGIT_BITS = 8;
-const DIGIT_VALUES = 1 << DIGIT_BITS;
+/**
+ * Digits are 8 to 12 bits wide, floor(log2(range size)) - 1: a cache-sized bucket of
+ * ~5,000 records splits into ~2,000 children of 2-3 records in one pass, which an
+ * insertion sort finishes, while small ranges do not pay for big count arrays.
+ */
+const minDigitBits = 8;
+const maxDigitBits = 12;
+const rowEntries = (1 << maxDigitBits) + 1;
 /** Ranges of at most this many records are finished by insertion sort. */
 const insertionMaxRecords = 24;
 /** Recursion depth bound: every level advances by >= 8 bits, plus a spare level. */
-const maxLevels = RECORD_BITS / DIGIT_BITS + 2;
+const maxLevels = RECORD_BITS / minDigitBits + 2;
 
-/** Where each child range starts (record index), one row of DIGIT_VALUES + 1 per level. */
-const childStarts = new Int32Array(maxLevels * (DIGIT_VALUES + 1));
-/** Next free slot per digit during one scatter (not needed once a level recursed). */
-const cursors = new Int32Array(DIGIT_VALUES);
+/** Where each child range starts (record index), one row per level (1.6 MB, touched sparsely). */
+const childStarts = new Int32Array(maxLevels * rowEntries);
+/** Per-digit counts, then next free slot per digit during one scatter. */
+const cursors = new Int32Array(1 << maxDigitBits);
 /** Record indices of one small range, sorted by insertion. */
 const leafOrder = new Int32Array(insertionMaxRecords);
 
@@ -82,68 +89,71 @@ function bind(a: Uint8Array, s: Uint8Array, count: number): void {
   s32 = wordMoves && count > 0 ? new Uint32Array(s.buffer, s.byteOffset, words) : EMPTY32;
 }
 
-/**
- * The 8-bit digit of the record at byte `offset` whose top bit is key bit `bit`
- * (bit 0 = top bit of byte 0); bits past the record read as the last byte's own
- * bits, which are equal inside any range sorted that far, so order is kept.
- */
-export function digitAt(buf: Uint8Array, offset: number, bit: number): number {
-  const i = bit >>> 3;
-  const j = i < RECORD_BYTES - 1 ? i + 1 : i;
-  return (((buf[offset + i] << 8) | buf[offset + j]) >>> (8 - (bit & 7))) & 0xff;
-}
-
 /** Records [lo, lo+n) are in `a`; sort them there. Bits before `bit` are equal. */
 function sortInPlace(lo: number, n: number, bit: number, level: number): void {
   assert(level < maxLevels, "radix recursion depth");
+  let width = minDigitBits;
   for (;;) {
     if (n <= insertionMaxRecords) {
       sortSmall(lo, n, bit, true);
       return;
     }
-    if (countDigits(a8, lo, n, bit, level)) break;
-    bit = nextBitAfterSharedDigit(a8, a32, lo, n, bit);
+    width = digitBits(n);
+    if (countDigits(a8, lo, n, bit, width, level)) break;
+    bit = nextBitAfterSharedDigit(a8, a32, lo, n, bit + width);
     if (bit >= RECORD_BITS) return; // identical records: already sorted
   }
-  scatter(a8, a32, s8, s32, lo, n, bit, level);
-  recurseChildren(lo, n, bit, level, false);
+  scatter(a8, a32, s8, s32, lo, n, bit, width, level);
+  recurseChildren(lo, n, bit, width, level, false);
 }
 
 /** Records [lo, lo+n) are in `s`; sort them into the same slots of `a`. */
 function sortIntoResult(lo: number, n: number, bit: number, level: number): void {
   assert(level < maxLevels, "radix recursion depth");
+  let width = minDigitBits;
   for (;;) {
     if (n <= insertionMaxRecords) {
       sortSmall(lo, n, bit, false);
       return;
     }
-    if (countDigits(s8, lo, n, bit, level)) break;
-    bit = nextBitAfterSharedDigit(s8, s32, lo, n, bit);
+    width = digitBits(n);
+    if (countDigits(s8, lo, n, bit, width, level)) break;
+    bit = nextBitAfterSharedDigit(s8, s32, lo, n, bit + width);
     if (bit >= RECORD_BITS) {
       a8.set(s8.subarray(lo * RECORD_BYTES, (lo + n) * RECORD_BYTES), lo * RECORD_BYTES);
       return;
     }
   }
-  scatter(s8, s32, a8, a32, lo, n, bit, level);
-  recurseChildren(lo, n, bit, level, true);
+  scatter(s8, s32, a8, a32, lo, n, bit, width, level);
+  recurseChildren(lo, n, bit, width, level, true);
 }
 
 /** After a scatter into `a` (childrenInResult) or into `s`, sort each child range. */
-function recurseChildren(lo: number, n: number, bit: number, level: number, childrenInResult: boolean): void {
-  const row = level * (DIGIT_VALUES + 1);
-  assert(
-    childStarts[row] === lo && childStarts[row + DIGIT_VALUES] === lo + n,
-    "child ranges cover the range",
-  );
-  const next = bit + DIGIT_BITS;
-  for (let d = 0; d < DIGIT_VALUES; d++) {
+function recurseChildren(
+  lo: number,
+  n: number,
+  bit: number,
+  width: number,
+  level: number,
+  childrenInResult: boolean,
+): void {
+  const row = level * rowEntries;
+  const values = 1 << width;
+  assert(childStarts[row] === lo && childStarts[row + values] === lo + n, "child ranges cover the range");
+  const next = bit + width;
+  for (let d = 0; d < values; d++) {
     const start = childStarts[row + d];
     const size = childStarts[row + d + 1] - start;
     if (size === 0) continue;
-    if (next >= RECORD_BITS) {
+    if (size === 1) {
+      // Most children of a wide digit: no call, no sort.
+      if (!childrenInResult) moveRecord(s8, s32, start, a8, a32, start);
+    } else if (next >= RECORD_BITS) {
       // Every bit compared: the child's records are identical.
       if (!childrenInResult)
         a8.set(s8.subarray(start * RECORD_BYTES, (start + size) * RECORD_BYTES), start * RECORD_BYTES);
+    } else if (size <= insertionMaxRecords) {
+      sortSmall(start, size, next, childrenInResult);
     } else if (childrenInResult) {
       sortInPlace(start, size, next, level + 1);
     } else {
@@ -152,29 +162,48 @@ function recurseChildren(lo: number, n: number, bit: number, level: number, chil
   }
 }
 
+/** Digit width for a range of n records: floor(log2 n) - 1, within 8..12 bits. */
+function digitBits(n: number): number {
+  const bits = 30 - Math.clz32(n); // floor(log2 n) - 1
+  return Math.max(minDigitBits, Math.min(maxDigitBits, bits));
+}
+
 /**
- * Count the digit at `bit` of records [lo, lo+n) of `buf` into this level's row of
- * childStarts (as start offsets). False when every record has the same digit.
+ * Count the `width`-bit digit at `bit` of records [lo, lo+n) of `buf` into this
+ * level's row of childStarts (as start offsets). False when every record has the
+ * same digit. The digit is read from a 3-byte window; past the record's end the
+ * window repeats the last byte, whose earlier bits are equal in any range sorted
+ * that far and whose later bits are the digit's own higher bits, so order holds.
  */
-function countDigits(buf: Uint8Array, lo: number, n: number, bit: number, level: number): boolean {
-  cursors.fill(0);
+function countDigits(
+  buf: Uint8Array,
+  lo: number,
+  n: number,
+  bit: number,
+  width: number,
+  level: number,
+): boolean {
+  const values = 1 << width;
+  const mask = values - 1;
+  cursors.fill(0, 0, values);
   const i = bit >>> 3;
-  const j = i < RECORD_BYTES - 1 ? i + 1 : i;
-  const shift = 8 - (bit & 7);
+  const j = Math.min(i + 1, RECORD_BYTES - 1);
+  const k = Math.min(i + 2, RECORD_BYTES - 1);
+  const shift = 24 - (bit & 7) - width;
   const end = (lo + n) * RECORD_BYTES;
   for (let o = lo * RECORD_BYTES; o < end; o += RECORD_BYTES) {
-    cursors[(((buf[o + i] << 8) | buf[o + j]) >>> shift) & 0xff]++;
+    cursors[(((buf[o + i] << 16) | (buf[o + j] << 8) | buf[o + k]) >>> shift) & mask]++;
   }
-  const row = level * (DIGIT_VALUES + 1);
+  const row = level * rowEntries;
   let start = lo;
   let largest = 0;
-  for (let d = 0; d < DIGIT_VALUES; d++) {
+  for (let d = 0; d < values; d++) {
     const c = cursors[d];
     childStarts[row + d] = start;
     start += c;
     if (c > largest) largest = c;
   }
-  childStarts[row + DIGIT_VALUES] = start;
+  childStarts[row + values] = start;
   assert(start === lo + n, "digit counts add up to the range");
   return largest < n;
 }
@@ -188,43 +217,48 @@ function scatter(
   lo: number,
   n: number,
   bit: number,
+  width: number,
   level: number,
 ): void {
-  const row = level * (DIGIT_VALUES + 1);
-  for (let d = 0; d < DIGIT_VALUES; d++) cursors[d] = childStarts[row + d];
+  const values = 1 << width;
+  const mask = values - 1;
+  const row = level * rowEntries;
+  for (let d = 0; d < values; d++) cursors[d] = childStarts[row + d];
   const i = bit >>> 3;
-  const j = i < RECORD_BYTES - 1 ? i + 1 : i;
-  const shift = 8 - (bit & 7);
+  const j = Math.min(i + 1, RECORD_BYTES - 1);
+  const k = Math.min(i + 2, RECORD_BYTES - 1);
+  const shift = 24 - (bit & 7) - width;
   const end = lo + n;
   if (wordMoves) {
     for (let r = lo; r < end; r++) {
       const o = r * RECORD_BYTES;
-      const dst = cursors[(((from8[o + i] << 8) | from8[o + j]) >>> shift) & 0xff]++ * RECORD_WORDS;
+      const digit = (((from8[o + i] << 16) | (from8[o + j] << 8) | from8[o + k]) >>> shift) & mask;
+      const dst = cursors[digit]++ * RECORD_WORDS;
       const src = r * RECORD_WORDS;
-      for (let k = 0; k < RECORD_WORDS; k++) to32[dst + k] = from32[src + k];
+      for (let w = 0; w < RECORD_WORDS; w++) to32[dst + w] = from32[src + w];
     }
   } else {
     for (let r = lo; r < end; r++) {
       const o = r * RECORD_BYTES;
-      const dst = cursors[(((from8[o + i] << 8) | from8[o + j]) >>> shift) & 0xff]++ * RECORD_BYTES;
-      for (let k = 0; k < RECORD_BYTES; k++) to8[dst + k] = from8[o + k];
+      const digit = (((from8[o + i] << 16) | (from8[o + j] << 8) | from8[o + k]) >>> shift) & mask;
+      const dst = cursors[digit]++ * RECORD_BYTES;
+      for (let b = 0; b < RECORD_BYTES; b++) to8[dst + b] = from8[o + b];
     }
   }
 }
 
 /**
- * Every record of [lo, lo+n) has the same digit at `bit`: return where the next
- * digit should start, skipping every further byte all of them share
- * (RECORD_BITS when the records are identical).
+ * Every record of [lo, lo+n) has the same digit, which ends before bit `next`:
+ * return where the next digit should start, skipping every further byte all of
+ * them share (RECORD_BITS when the records are identical).
  */
 function nextBitAfterSharedDigit(
   buf8: Uint8Array,
   buf32: Uint32Array,
   lo: number,
   n: number,
-  bit: number,
+  next: number,
 ): number {
-  const next = bit + DIGIT_BITS;
   if (next >= RECORD_BITS) return RECORD_BITS;
   const firstByte = next >>> 3;
   const differ = wordMoves

@@ -188,8 +188,12 @@ describe("BucketStore: concatenated sortedRuns equal a memcmp reference", () => 
     expect(checkStore(0, 2, 30_000, "identical", 22).runs).toBeGreaterThan(1);
     checkStore(5, 8, 40_000, "equalKeys", 23);
     checkStore(2, 3, 40_000, "duplicates", 24);
-    // 16 buckets for 400k records: every bucket is split once.
-    expect(checkStore(0, 1, 400_000, "uniform", 25, 0).runs).toBeGreaterThan(16 * 100);
+    // 16 buckets for 400k records: every bucket is split once, and the split
+    // reuses the blocks it has read. Allocated slabs (which include the untouched
+    // tail of the newest one) stay near the data size: 1.6x here, 5.3x without reuse.
+    const { store, runs } = checkStore(0, 1, 400_000, "uniform", 25, 0);
+    expect(runs).toBeGreaterThan(16 * 100);
+    expect(store.slabBytes).toBeLessThan(1.75 * 400_000 * RECORD_BYTES);
   }, 60_000);
 
   test("bucket count follows expectedRecords within 16..65536", () => {
