@@ -1,0 +1,524 @@
+/**
+ * Who may join a mesh, and what a peer does with a stream that breaks the
+ * protocol (issue 4, scenarios 6 and 7).
+ * 6: a shared secret (--secret-file or NETSORT_SECRET): the sort completes when
+ *    every peer has it; a wrong or missing secret is refused on both ends (exit 2).
+ * 7: a fake peer (this test, speaking the protocol with src/exchange/protocol.ts
+ *    encoders) joins a real peer and then sends an unknown frame type, an
+ *    oversized length, closes before DONE, or a DONE that does not match: the
+ *    real peer aborts naming the sender (exit 1) and tells the fake peer (ABORT).
+ *    A control run where the fake peer behaves shows the fake is a valid peer.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Socket, TCPSocketListener } from "bun";
+import { loadConfig } from "../../src/config.ts";
+import {
+  decodeHello,
+  decodeReason,
+  decodeSummary,
+  encodeEmpty,
+  encodeHello,
+  encodeSummary,
+  encodeWelcome,
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+  FrameType,
+  type StreamSummary,
+  writeHeader,
+} from "../../src/exchange/protocol.ts";
+import { allExited, errorLine, killPeers, leftovers, type PeerExit, spawnPeer } from "./fault-helpers.ts";
+import {
+  expectedOwner,
+  freePorts,
+  killAll,
+  makeRecords,
+  outputPaths,
+  RECORD,
+  removeDir,
+  runPeers,
+  tempDir,
+  verifyOutputs,
+  writeConfig,
+  writeInputs,
+} from "./harness.ts";
+
+const runBoundMs = 30_000;
+
+let dirs: string[] = [];
+afterEach(() => {
+  killPeers();
+  killAll();
+  for (const d of dirs) removeDir(d);
+  dirs = [];
+});
+
+function newDir(): string {
+  const d = tempDir("netsort-auth-");
+  dirs.push(d);
+  return d;
+}
+
+function report(scenario: string, figures: Record<string, unknown>): void {
+  console.log(`[measured] ${scenario}: ${JSON.stringify(figures)}`);
+}
+
+describe("6. shared secret", () => {
+  test(
+    "--secret-file on every peer: the sort completes",
+    async () => {
+      const dir = newDir();
+      const secret = join(dir, "secret");
+      writeFileSync(secret, "correct horse battery staple\n");
+      const inputs = writeInputs(
+        dir,
+        [0, 1, 2].map((id) => makeRecords(5000, "uniform", 60 + id)),
+      );
+      const outputs = outputPaths(dir, 3);
+      const results = await runPeers(writeConfig(dir, freePorts(3)), inputs, outputs, {
+        extraArgs: ["--secret-file", secret],
+      });
+      for (const r of results)
+        expect({ id: r.id, exit: r.exitCode, err: r.stderr }).toEqual({ id: r.id, exit: 0, err: "" });
+      expect(verifyOutputs(inputs, outputs)).toEqual([]);
+    },
+    runBoundMs,
+  );
+
+  test(
+    "NETSORT_SECRET on every peer: the sort completes",
+    async () => {
+      const dir = newDir();
+      const inputs = writeInputs(
+        dir,
+        [0, 1].map((id) => makeRecords(5000, "uniform", 70 + id)),
+      );
+      const outputs = outputPaths(dir, 2);
+      const results = await runPeers(writeConfig(dir, freePorts(2)), inputs, outputs, {
+        env: { NETSORT_SECRET: "an environment secret" },
+      });
+      for (const r of results)
+        expect({ id: r.id, exit: r.exitCode, err: r.stderr }).toEqual({ id: r.id, exit: 0, err: "" });
+      expect(verifyOutputs(inputs, outputs)).toEqual([]);
+    },
+    runBoundMs,
+  );
+
+  interface Mismatch {
+    name: string;
+    /** Secret of each peer: a file's text, or null for none. */
+    secrets: Array<string | null>;
+    /**
+     * What each end must say: the refusal it saw itself, or the same refusal
+     * passed on by the other end in an ABORT ("peer K aborted: ...").
+     */
+    message: RegExp;
+  }
+  const mismatches: Mismatch[] = [
+    {
+      name: "a wrong secret on one peer",
+      secrets: ["the right secret", "a wrong secret!"],
+      message: /^(peer \d aborted: )?peer \d .*shared secret.*(secrets differ|different secrets)/,
+    },
+    {
+      name: "no secret on one peer",
+      secrets: ["the right secret", null],
+      message: /^(peer \d aborted: )?peer \d .*shared secret.*(has none|have none|no shared secret)/,
+    },
+  ];
+  for (const m of mismatches) {
+    test(
+      `${m.name}: refused on both ends with a clear message (exit 2)`,
+      async () => {
+        const dir = newDir();
+        const ports = freePorts(2);
+        const config = writeConfig(dir, ports);
+        const outputs = outputPaths(dir, 2);
+        const inputs = writeInputs(
+          dir,
+          [0, 1].map((id) => makeRecords(1000, "uniform", 80 + id)),
+        );
+        const peers = m.secrets.map((secret, id) => {
+          const args = ["--connect-timeout-ms=10000"];
+          if (secret !== null) {
+            const file = join(dir, `secret-${id}`);
+            writeFileSync(file, secret);
+            args.push("--secret-file", file);
+          }
+          return spawnPeer({ id, input: inputs[id], output: outputs[id], config, args });
+        });
+        const exits = await allExited(peers, runBoundMs);
+        report(`6 ${m.name}`, {
+          elapsedMs: exits.map((e) => Math.round(e.elapsedMs)),
+          exitCodes: exits.map((e) => e.exitCode),
+          stderr: exits.map((e) => e.stderr.trim()),
+        });
+        for (const e of exits) {
+          expect({ id: e.id, exitCode: e.exitCode }).toEqual({ id: e.id, exitCode: 2 });
+          expect(errorLine(e)).toMatch(m.message);
+          // The secret itself never appears in a message.
+          for (const s of m.secrets) if (s !== null) expect(e.stderr + e.stdout).not.toContain(s);
+        }
+        expect(leftovers(dir, outputs)).toEqual([]);
+      },
+      runBoundMs,
+    );
+  }
+
+  test("a secret shorter than 8 bytes is refused before anything listens (exit 2)", async () => {
+    const dir = newDir();
+    const ports = freePorts(2);
+    const [e] = await allExited(
+      [
+        spawnPeer({
+          id: 0,
+          input: writeInputs(dir, [makeRecords(10, "uniform", 1)])[0],
+          output: outputPaths(dir, 1)[0],
+          config: writeConfig(dir, ports),
+          env: { NETSORT_SECRET: "short" },
+        }),
+      ],
+      10_000,
+    );
+    expect(e.exitCode).toBe(2);
+    expect(errorLine(e)).toMatch(/NETSORT_SECRET: the secret must be 8 to 4096 bytes, got 5/);
+  }, 15_000);
+});
+
+// ---- scenario 7: a fake peer ------------------------------------------------
+
+/** The records peer 0 must end up with: its own input's share plus what the fake sent it. */
+function sortedRecordsHex(buffers: Uint8Array[]): string[] {
+  const all: string[] = [];
+  for (const b of buffers)
+    for (let o = 0; o < b.length; o += RECORD)
+      all.push(Buffer.from(b.subarray(o, o + RECORD)).toString("hex"));
+  return all.sort();
+}
+
+/** `n` records that peer 0 of a 2-peer cluster owns (key's top bit clear). */
+function recordsForPeer0(n: number, seed: number): Uint8Array {
+  const r = makeRecords(n, "uniform", seed);
+  for (let o = 0; o < r.length; o += RECORD) r[o] &= 0x7f;
+  return r;
+}
+
+function dataFrame(records: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(FRAME_HEADER_BYTES + records.length);
+  writeHeader(frame, 0, FrameType.Data, records.length);
+  frame.set(records, FRAME_HEADER_BYTES);
+  return frame;
+}
+
+/** Waits for one of a set of events the fake peer notes. */
+class Events {
+  private readonly seen = new Map<string, unknown>();
+  private readonly waiters = new Map<string, Array<(v: unknown) => void>>();
+  note(name: string, value: unknown = true): void {
+    if (!this.seen.has(name)) this.seen.set(name, value);
+    for (const w of this.waiters.get(name) ?? []) w(value);
+    this.waiters.delete(name);
+  }
+  has(name: string): boolean {
+    return this.seen.has(name);
+  }
+  async wait(name: string, timeoutMs: number): Promise<unknown> {
+    if (this.seen.has(name)) return this.seen.get(name);
+    let timer: Timer | undefined;
+    try {
+      return await new Promise((resolve, reject) => {
+        this.waiters.set(name, [...(this.waiters.get(name) ?? []), resolve]);
+        timer = setTimeout(
+          () => reject(new Error(`fake peer: no "${name}" within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/**
+ * Peer 1 of a 2-peer cluster, played by this test: it listens (and answers the
+ * real peer 0's hello with a valid WELCOME), and dials peer 0 with a valid HELLO.
+ * It counts and digests what peer 0 sends it, and notes every frame it gets.
+ */
+class FakePeer {
+  readonly events = new Events();
+  readonly aborts: string[] = [];
+  received: StreamSummary = { records: 0, digest: 0 };
+  doneFromPeer0: StreamSummary | null = null;
+  private listener: TCPSocketListener<undefined> | null = null;
+  private inbound: Socket<undefined> | null = null;
+  dialer: Socket<undefined> | null = null;
+
+  constructor(
+    private readonly fingerprint: Uint8Array,
+    private readonly ports: number[],
+    /** Answer peer 0's DONE with an ACK (only the control run does). */
+    private readonly ackPeer0: boolean,
+  ) {}
+
+  listen(): void {
+    const decoder = new FrameDecoder(
+      {
+        onRecords: (buf, offset, length) => {
+          this.received.records += length / RECORD;
+          this.received.digest = Bun.hash.crc32(buf.subarray(offset, offset + length), this.received.digest);
+        },
+        onControl: (type, payload) => {
+          if (type === FrameType.Hello) {
+            const h = decodeHello(payload);
+            expect({ sender: h.senderId, receiver: h.receiverId }).toEqual({ sender: 0, receiver: 1 });
+            decoder.allowed = new Set([
+              FrameType.Data,
+              FrameType.Done,
+              FrameType.Ready,
+              FrameType.Abort,
+              FrameType.Ping,
+            ]);
+            this.inbound?.write(
+              encodeWelcome({
+                listenerId: 1,
+                fingerprint: this.fingerprint,
+                nonce: crypto.getRandomValues(new Uint8Array(32)),
+                proof: new Uint8Array(32),
+              }),
+            );
+          } else if (type === FrameType.Done) {
+            this.doneFromPeer0 = decodeSummary(payload);
+            if (this.ackPeer0) this.inbound?.write(encodeSummary(FrameType.Ack, this.doneFromPeer0));
+            this.events.note("done-from-0");
+          } else this.onCommon(type, payload, "in");
+        },
+      },
+      new Set([FrameType.Hello]),
+    );
+    this.listener = Bun.listen({
+      hostname: "127.0.0.1",
+      port: this.ports[1],
+      socket: {
+        binaryType: "uint8array",
+        open: (s) => {
+          this.inbound = s;
+        },
+        data: (_s, chunk: Uint8Array) => {
+          decoder.push(chunk);
+        },
+        close: () => this.events.note("in-closed"),
+      },
+    });
+  }
+
+  /** Dial peer 0 (retrying until it listens) and finish the hello. */
+  async dial(timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline) {
+      try {
+        await this.tryDial();
+        return;
+      } catch {
+        await Bun.sleep(50);
+      }
+    }
+    throw new Error("fake peer: could not reach peer 0");
+  }
+
+  private async tryDial(): Promise<void> {
+    const welcomed = Promise.withResolvers<void>();
+    const decoder = new FrameDecoder(
+      {
+        onRecords: () => {},
+        onControl: (type, payload) => {
+          if (type === FrameType.Welcome) {
+            decoder.allowed = new Set([FrameType.Ack, FrameType.Abort, FrameType.Ping]);
+            welcomed.resolve();
+          } else if (type === FrameType.Ack) this.events.note("ack-from-0", decodeSummary(payload));
+          else if (type === FrameType.Refuse) welcomed.reject(new Error(`refused: ${decodeReason(payload)}`));
+          else this.onCommon(type, payload, "out");
+        },
+      },
+      new Set([FrameType.Welcome, FrameType.Refuse]),
+    );
+    const socket = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: this.ports[0],
+      socket: {
+        binaryType: "uint8array",
+        data: (_s, chunk: Uint8Array) => {
+          decoder.push(chunk);
+        },
+        close: () => {
+          welcomed.reject(new Error("closed"));
+          this.events.note("out-closed");
+        },
+      },
+    });
+    this.dialer = socket;
+    socket.write(
+      encodeHello({
+        senderId: 1,
+        receiverId: 0,
+        peers: 2,
+        fingerprint: this.fingerprint,
+        nonce: crypto.getRandomValues(new Uint8Array(32)),
+      }),
+    );
+    await welcomed.promise;
+  }
+
+  private onCommon(type: FrameType, payload: Uint8Array, side: string): void {
+    if (type === FrameType.Abort) {
+      this.aborts.push(decodeReason(payload));
+      this.events.note("abort");
+    } else if (type === FrameType.Ready) this.events.note(`ready-${side}`);
+  }
+
+  /** Write bytes on the stream to peer 0, all of them (small writes: the kernel takes them). */
+  send(bytes: Uint8Array): void {
+    const wrote = this.dialer?.write(bytes);
+    expect(wrote).toBe(bytes.length);
+  }
+
+  close(): void {
+    this.dialer?.end();
+    this.inbound?.end();
+    this.listener?.stop(true);
+  }
+}
+
+interface FakeRun {
+  dir: string;
+  input: string;
+  output: string;
+  fake: FakePeer;
+  exit: Promise<PeerExit>;
+}
+
+async function withFakePeer(ackPeer0: boolean, body: (r: FakeRun) => Promise<void>): Promise<void> {
+  const dir = newDir();
+  const ports = freePorts(2);
+  const config = writeConfig(dir, ports);
+  const fingerprint = new Uint8Array(Buffer.from(loadConfig(config).fingerprint, "hex"));
+  const [input] = writeInputs(dir, [makeRecords(3000, "uniform", 99)]);
+  const [output] = outputPaths(dir, 1);
+  const fake = new FakePeer(fingerprint, ports, ackPeer0);
+  fake.listen();
+  try {
+    const peer = spawnPeer({ id: 0, input, output, config, args: ["--connect-timeout-ms=10000"] });
+    await fake.dial(10_000);
+    await body({ dir, input, output, fake, exit: allExited([peer], runBoundMs).then(([e]) => e) });
+  } finally {
+    fake.close();
+  }
+}
+
+describe("7. a fake peer breaks the protocol", () => {
+  test(
+    "control: the fake peer speaking the protocol correctly lets peer 0 finish (exit 0)",
+    () =>
+      withFakePeer(true, async ({ input, output, fake, exit }) => {
+        const mine = recordsForPeer0(50, 7);
+        fake.send(dataFrame(mine));
+        fake.send(encodeSummary(FrameType.Done, { records: 50, digest: Bun.hash.crc32(mine) }));
+        expect(await fake.events.wait("ack-from-0", 5_000)).toEqual({
+          records: 50,
+          digest: Bun.hash.crc32(mine),
+        });
+        await fake.events.wait("done-from-0", 5_000);
+        expect(fake.doneFromPeer0).toEqual(fake.received);
+        fake.send(encodeEmpty(FrameType.Ready));
+        const e = await exit;
+        expect({ exitCode: e.exitCode, stderr: e.stderr }).toEqual({ exitCode: 0, stderr: "" });
+        // Peer 0's output: its own share of its input plus the fake's records, in order.
+        const inputData = new Uint8Array(readFileSync(input));
+        const own: Uint8Array[] = [];
+        for (let o = 0; o < inputData.length; o += RECORD)
+          if (expectedOwner(inputData, o, 2) === 0) own.push(inputData.subarray(o, o + RECORD));
+        // Hex strings compare like the bytes they spell: file order must be sorted order.
+        const out = new Uint8Array(readFileSync(output));
+        const outInFileOrder: string[] = [];
+        for (let o = 0; o < out.length; o += RECORD)
+          outInFileOrder.push(Buffer.from(out.subarray(o, o + RECORD)).toString("hex"));
+        expect(outInFileOrder).toEqual(sortedRecordsHex([...own, mine]));
+        expect(fake.received.records).toBe(3000 - own.length);
+      }),
+    runBoundMs,
+  );
+
+  interface Breakage {
+    name: string;
+    act(fake: FakePeer): void;
+    message: RegExp;
+  }
+  const tenRecords = recordsForPeer0(10, 11);
+  const breakages: Breakage[] = [
+    {
+      name: "an unknown frame type",
+      act: (f) => f.send(new Uint8Array([0x63, 0, 0, 0, 0, 0, 0, 0])),
+      message: /stream from peer 1: unknown frame type 99/,
+    },
+    {
+      name: "an oversized length",
+      act: (f) => f.send(new Uint8Array([FrameType.Data, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff])),
+      message: /stream from peer 1: .*2147483647 bytes exceeds/,
+    },
+    {
+      name: "a close before DONE",
+      act: (f) => {
+        f.send(dataFrame(tenRecords));
+        f.dialer?.end();
+      },
+      message: /peer 1 \(127\.0\.0\.1:\d+\) closed its stream mid-stream after 10 records/,
+    },
+    {
+      name: "a close inside a frame",
+      act: (f) => {
+        f.send(dataFrame(tenRecords).subarray(0, 500));
+        f.dialer?.end();
+      },
+      message: /peer 1 \(127\.0\.0\.1:\d+\) closed its stream mid-stream after \d+ records inside a frame/,
+    },
+    {
+      name: "a DONE whose count does not match",
+      act: (f) => {
+        f.send(dataFrame(tenRecords));
+        f.send(encodeSummary(FrameType.Done, { records: 11, digest: Bun.hash.crc32(tenRecords) }));
+      },
+      message: /stream from peer 1 is corrupt: received 10 records .* peer 1 sent 11/,
+    },
+    {
+      name: "a DONE whose digest does not match",
+      act: (f) => {
+        f.send(dataFrame(tenRecords));
+        f.send(
+          encodeSummary(FrameType.Done, { records: 10, digest: (Bun.hash.crc32(tenRecords) ^ 1) >>> 0 }),
+        );
+      },
+      message: /stream from peer 1 is corrupt: received 10 records/,
+    },
+  ];
+  for (const b of breakages) {
+    test(
+      `${b.name}: the real peer aborts naming peer 1 (exit 1) and tells it`,
+      () =>
+        withFakePeer(false, async ({ dir, output, fake, exit }) => {
+          const faultAtMs = performance.now();
+          b.act(fake);
+          const e = await exit;
+          expect(e.exitCode).toBe(1);
+          expect(errorLine(e)).toMatch(b.message);
+          expect(e.exitAtMs - faultAtMs).toBeLessThan(3_000);
+          // The ABORT reaches the fake on the stream it did not break (or on both).
+          await fake.events.wait("abort", 1_000);
+          expect(fake.aborts[0]).toMatch(/^peer 0 aborted: /);
+          expect(fake.aborts[0]).toMatch(/peer 1/);
+          expect(leftovers(dir, [output])).toEqual([]);
+          report(`7 ${b.name}`, { stopMs: Math.round(e.exitAtMs - faultAtMs), message: errorLine(e) });
+        }),
+      runBoundMs,
+    );
+  }
+});
