@@ -25,7 +25,8 @@ Exit code: 0 when every peer exited 0; 2 when any peer exited 2 (bad usage, conf
 or input) or the config is invalid; 1 otherwise. Ctrl-C or SIGTERM stops every peer
 this script started (TERM, then KILL after 5 s) and exits 130 / 143. A remote peer
 is stopped by closing its ssh session; one that outlives it stops by itself when
-its mesh breaks (netsort's idle timeout).
+its mesh breaks (netsort's idle timeout). Note: bash ignores SIGINT in a script
+started with `&` from another script, so stop such a launch with SIGTERM.
 
 Environment:
   NETSORT          netsort command, may be several words (e.g. "bun /repo/src/cli/main.ts").
