@@ -12,12 +12,14 @@
  * scratch buffers stay small whatever the key distribution.
  *
  * Memory, for D bytes held: the slabs hold D plus at most one partly filled block
- * (32,000 B) per non-empty bucket; B is a power of two nearest to
+ * (32,000 B) per non-empty bucket; B is the power of two nearest (in log scale) to
  * expectedBytes / 512 KiB, so that waste is at most ~9% of the expected bytes
- * (~4.5% on average) and never over B * 32,000 B (16 buckets: 512 KB). A slab's
- * not-yet-carved tail is never touched, so it costs address space, not RAM. A
- * split keeps up to 256 partly filled blocks per nested level (8 MB each). The
- * sort adds run + scratch buffers of at most 2 * 2 MiB. Peak: about 1.1 x D.
+ * (~4.5% on average) and never over B * 32,000 B (16 buckets: 512 KB). Slabs come
+ * in steps of a quarter of the expected data or half of what is held (4-64 MiB);
+ * the newest slab's not-yet-carved tail is never touched, so it costs address
+ * space, not RAM. A split keeps up to 256 partly filled blocks per nested level
+ * (8 MB each) and reuses the blocks it has read. The sort adds one run and one
+ * scratch buffer of at most ~2 MiB each. Peak: about 1.1 x D.
  */
 import { dlopen, ptr } from "bun:ffi";
 import { assert } from "../errors.ts";
