@@ -94,10 +94,11 @@ function printReport(r: BenchReport): void {
       "other",
       "total",
       "process",
+      "cpu",
       "peak RSS",
       "RSS/share",
     ];
-    const widths = [4, 8, 7, 9, 6, 6, 6, 7, 8, 11, 10];
+    const widths = [4, 8, 7, 9, 6, 6, 6, 7, 8, 7, 11, 10];
     const row = (cells: string[]) =>
       cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(" ");
     console.log(row(header));
@@ -113,6 +114,7 @@ function printReport(r: BenchReport): void {
           ms(p.otherMs),
           ms(p.totalMs),
           ms(p.processMs),
+          p.cpuUserMs < 0 ? "-" : ms(p.cpuUserMs + p.cpuSystemMs),
           formatBytes(p.peakRssBytes),
           `${p.rssPerShare.toFixed(2)}x`,
         ]),
@@ -120,7 +122,7 @@ function printReport(r: BenchReport): void {
     }
     console.log("");
     console.log(
-      `netsort   median wall ${ms(r.median.wallMs)} ms (first spawn to last exit), ${r.median.mbPerSec.toFixed(1)} MB/s`,
+      `netsort   median wall ${ms(r.median.wallMs)} ms (first spawn to last exit), ${r.median.mbPerSec.toFixed(1)} MB/s, cpu of all peers ${r.median.cpuMs < 0 ? "unknown" : `${ms(r.median.cpuMs)} ms`}`,
     );
   }
   if (r.c !== null) {
@@ -130,9 +132,12 @@ function printReport(r: BenchReport): void {
       .map((k) => `${k.replace(/Ms$/, "")} ${ms(p[k])}`)
       .join(", ");
     console.log(
-      `C         median wall ${ms(r.c.median.wallMs)} ms, ${r.c.median.mbPerSec.toFixed(1)} MB/s (${phases}; peak RSS ${formatBytes(p.peakRssBytes ?? 0)}), output ${r.c.verified ? "verified" : "NOT verified"}`,
+      `C         median wall ${ms(r.c.median.wallMs)} ms, ${r.c.median.mbPerSec.toFixed(1)} MB/s, cpu ${ms(r.c.median.cpuMs)} ms (${phases}; peak RSS ${formatBytes(p.peakRssBytes ?? 0)}), output ${r.c.verified ? "verified" : "NOT verified"}`,
     );
-    console.log(`ratio     netsort / C = ${r.c.ratio.toFixed(2)}x (medians of the same session)`);
+    const cpuRatio = r.c.cpuRatio < 0 ? "" : `; cpu time ${r.c.cpuRatio.toFixed(2)}x`;
+    console.log(
+      `ratio     netsort / C = ${r.c.ratio.toFixed(2)}x wall (medians of the same session)${cpuRatio}`,
+    );
   }
   if (r.startup !== null) {
     console.log(

@@ -154,6 +154,9 @@ export interface PeerPhases {
   totalMs: number;
   /** Spawn to exit, as seen by bench. */
   processMs: number;
+  /** CPU time of the process (user, system), ms; -1 when /usr/bin/time is not there to tell. */
+  cpuUserMs: number;
+  cpuSystemMs: number;
   peakRssBytes: number;
   outputRecords: number;
   sentBytes: number;
@@ -165,6 +168,10 @@ export interface NetsortRun {
   /** First peer spawned to last peer exited. */
   wallMs: number;
   mbPerSec: number;
+  /** CPU time of all peers together, ms (-1 when unknown): unlike wall time, other load barely moves it. */
+  cpuMs: number;
+  /** 1-minute load average just before the run. */
+  loadAverage: number;
   peers: PeerPhases[];
 }
 
@@ -173,6 +180,8 @@ export interface CRun {
   run: number;
   wallMs: number;
   mbPerSec: number;
+  cpuUserMs: number;
+  cpuSystemMs: number;
   phases: Record<string, number>;
 }
 
@@ -199,14 +208,16 @@ export interface BenchReport {
   verified: boolean;
   netsortRuns: NetsortRun[];
   /** Medians over runs; null when no run was made. */
-  median: { wallMs: number; mbPerSec: number; peers: PeerSummary[] } | null;
+  median: { wallMs: number; mbPerSec: number; cpuMs: number; peers: PeerSummary[] } | null;
   c: {
     command: string;
     verified: boolean;
     runs: CRun[];
-    median: { wallMs: number; mbPerSec: number; phases: Record<string, number> };
+    median: { wallMs: number; mbPerSec: number; cpuMs: number; phases: Record<string, number> };
     /** netsort median wall / C median wall: below 1 means netsort is faster. */
     ratio: number;
+    /** netsort median CPU time (all peers) / C median CPU time; -1 when unknown. */
+    cpuRatio: number;
   } | null;
   startup: StartupReport | null;
 }
@@ -283,10 +294,16 @@ function peerFailure(run: ClusterRun): string | null {
     .join("; ");
 }
 
+/** Peers run under `/usr/bin/time -f` (when it exists) so that bench learns their CPU time. */
+const cpuTag = "netsort-bench-cpu";
+const timeWrapper = existsSync("/usr/bin/time") ? ["/usr/bin/time", "-f", `${cpuTag} %U %S`] : [];
+const cpuLine = new RegExp(`^${cpuTag} ([0-9.]+) ([0-9.]+)$`, "m");
+
 function phasesOf(run: ClusterRun): PeerPhases[] {
   return run.peers.map((p) => {
     const t = p.timings;
     assert(t !== null, "a successful peer printed its timings");
+    const cpu = cpuLine.exec(p.output);
     const exchangeMs = Math.max(0, t.exchangeMs - t.readMs);
     const otherMs = Math.max(0, t.totalMs - t.exchangeMs - t.sortMs - t.writeMs);
     return {
@@ -299,6 +316,8 @@ function phasesOf(run: ClusterRun): PeerPhases[] {
       otherMs,
       totalMs: t.totalMs,
       processMs: p.elapsedMs,
+      cpuUserMs: cpu === null ? -1 : Number(cpu[1]) * 1000,
+      cpuSystemMs: cpu === null ? -1 : Number(cpu[2]) * 1000,
       peakRssBytes: t.peakRssBytes,
       outputRecords: t.outputRecords,
       sentBytes: t.sentBytes,
@@ -314,7 +333,14 @@ function removeFiles(files: string[]): void {
 async function runNetsortOnce(opts: BenchOptions, inputs: string[], outputs: string[]): Promise<ClusterRun> {
   removeFiles(outputs);
   const config = writeLocalConfig(opts.dir, inputs.length);
-  const run = await runLocalCluster({ config, inputs, outputs, command: opts.netsort.command, staggerMs: 0 });
+  const run = await runLocalCluster({
+    config,
+    inputs,
+    outputs,
+    command: opts.netsort.command,
+    staggerMs: 0,
+    wrapper: timeWrapper,
+  });
   const failure = peerFailure(run);
   if (failure !== null) throw new NetsortError(`bench: the sort failed: ${failure}`);
   return run;
@@ -324,7 +350,7 @@ async function runCOnce(
   exe: string,
   inputs: string[],
   output: string,
-): Promise<{ wallMs: number; phases: Record<string, number> }> {
+): Promise<{ wallMs: number; cpuUserMs: number; cpuSystemMs: number; phases: Record<string, number> }> {
   rmSync(output, { force: true });
   const start = performance.now();
   const child = Bun.spawn([exe, output, ...inputs], { stdout: "pipe", stderr: "pipe" });
@@ -337,7 +363,13 @@ async function runCOnce(
     const code = await child.exited;
     const wallMs = performance.now() - start;
     if (code !== 0) throw new NetsortError(`bench: C baseline ${exe} exited ${code}: ${stderr.trim()}`);
-    return { wallMs, phases: JSON.parse(stdout.trim()) as Record<string, number> };
+    const cpu = child.resourceUsage()?.cpuTime;
+    return {
+      wallMs,
+      cpuUserMs: cpu === undefined ? -1 : Number(cpu.user) / 1000,
+      cpuSystemMs: cpu === undefined ? -1 : Number(cpu.system) / 1000,
+      phases: JSON.parse(stdout.trim()) as Record<string, number>,
+    };
   } finally {
     clearTimeout(timer);
     if (child.exitCode === null) child.kill("SIGKILL");
@@ -355,6 +387,8 @@ function summarisePeers(runs: NetsortRun[], bytesPerPeer: number): PeerSummary[]
     "otherMs",
     "totalMs",
     "processMs",
+    "cpuUserMs",
+    "cpuSystemMs",
     "outputRecords",
     "sentBytes",
     "receivedBytes",
@@ -471,6 +505,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     const cRuns: CRun[] = [];
     let cVerified = false;
     for (let run = 1; run <= opts.runs; run++) {
+      const loadAverage = os.loadavg()[0];
       const cluster = await runNetsortOnce(opts, inputs, outputs);
       if (run === 1) {
         const check = await checkFiles(outputs, inputs);
@@ -481,8 +516,13 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
         run,
         wallMs: cluster.wallMs,
         mbPerSec: mbPerSec(totalBytes, cluster.wallMs),
+        cpuMs: 0,
+        loadAverage,
         peers: phasesOf(cluster),
       };
+      result.cpuMs = result.peers.some((p) => p.cpuUserMs < 0)
+        ? -1
+        : result.peers.reduce((sum, p) => sum + p.cpuUserMs + p.cpuSystemMs, 0);
       report.netsortRuns.push(result);
       opts.progress(formatRunLine(result));
       removeFiles(outputs);
@@ -498,11 +538,13 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
           run,
           wallMs: c.wallMs,
           mbPerSec: mbPerSec(totalBytes, c.wallMs),
+          cpuUserMs: c.cpuUserMs,
+          cpuSystemMs: c.cpuSystemMs,
           phases: c.phases,
         };
         cRuns.push(cRun);
         opts.progress(
-          `C   ${String(run).padStart(2)}  wall ${String(Math.round(c.wallMs)).padStart(6)} ms  ${cRun.mbPerSec.toFixed(1).padStart(7)} MB/s`,
+          `C   ${String(run).padStart(2)}  wall ${String(Math.round(c.wallMs)).padStart(6)} ms  ${cRun.mbPerSec.toFixed(1).padStart(7)} MB/s  cpu ${Math.round(c.cpuUserMs + c.cpuSystemMs)} ms`,
         );
         rmSync(cOutput, { force: true });
       }
@@ -511,18 +553,22 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     report.median = {
       wallMs,
       mbPerSec: mbPerSec(totalBytes, wallMs),
+      cpuMs: median(report.netsortRuns.map((r) => r.cpuMs)),
       peers: summarisePeers(report.netsortRuns, bytesPerPeer),
     };
     if (opts.cBaseline !== null) {
       const cWallMs = median(cRuns.map((r) => r.wallMs));
+      const cCpuMs = median(cRuns.map((r) => r.cpuUserMs + r.cpuSystemMs));
+      const cpuMs = report.median.cpuMs;
       const phases: Record<string, number> = {};
       for (const key of Object.keys(cRuns[0].phases)) phases[key] = median(cRuns.map((r) => r.phases[key]));
       report.c = {
         command: opts.cBaseline,
         verified: cVerified,
         runs: cRuns,
-        median: { wallMs: cWallMs, mbPerSec: mbPerSec(totalBytes, cWallMs), phases },
+        median: { wallMs: cWallMs, mbPerSec: mbPerSec(totalBytes, cWallMs), cpuMs: cCpuMs, phases },
         ratio: wallMs / cWallMs,
+        cpuRatio: cpuMs < 0 || cCpuMs <= 0 ? -1 : cpuMs / cCpuMs,
       };
     }
     removeFiles([...inputs, ...outputs, cOutput]);
@@ -534,5 +580,6 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
 /** One line per run: wall time, throughput, and every peer's own total. */
 export function formatRunLine(run: NetsortRun): string {
   const totals = run.peers.map((p) => Math.round(p.totalMs)).join("/");
-  return `run ${String(run.run).padStart(2)}  wall ${String(Math.round(run.wallMs)).padStart(6)} ms  ${run.mbPerSec.toFixed(1).padStart(7)} MB/s  peer totals ${totals} ms`;
+  const cpu = run.cpuMs < 0 ? "" : `  cpu ${Math.round(run.cpuMs)} ms`;
+  return `run ${String(run.run).padStart(2)}  wall ${String(Math.round(run.wallMs)).padStart(6)} ms  ${run.mbPerSec.toFixed(1).padStart(7)} MB/s${cpu}  load ${run.loadAverage.toFixed(1)}  peer totals ${totals} ms`;
 }

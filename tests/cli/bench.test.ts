@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -64,6 +64,14 @@ describe("netsort bench", () => {
     for (const run of r.netsortRuns) {
       expect(run.peers).toHaveLength(2);
       expect(run.wallMs).toBeGreaterThan(0);
+      if (existsSync("/usr/bin/time")) {
+        const sum = run.peers.reduce(
+          (t: number, p: { cpuUserMs: number; cpuSystemMs: number }) => t + p.cpuUserMs + p.cpuSystemMs,
+          0,
+        );
+        expect(run.cpuMs).toBeCloseTo(sum, 6);
+        expect(run.cpuMs).toBeGreaterThan(0);
+      }
       expect(run.mbPerSec).toBeCloseTo((r.totalRecords * 100) / 1e6 / (run.wallMs / 1000), 6);
       const outputs = run.peers.reduce(
         (sum: number, p: { outputRecords: number }) => sum + p.outputRecords,
