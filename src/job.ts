@@ -17,8 +17,6 @@ import type { PhaseTimings, SortOptions } from "./types.ts";
 
 /** The sort loop gives the event loop a turn at least this often, so pings and ABORTs flow. */
 const maxBusyMs = 50;
-/** A peer with bad input waits at most this long for the mesh, to tell it why it stops. */
-const earlyAbortWaitMs = 10_000;
 /** A progress line is logged this often during long phases. */
 const progressIntervalMs = 5_000;
 
@@ -28,25 +26,25 @@ function peakRssBytes(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
+/** After a failure before the mesh was up, answer late peers' dials with our reason for at most this long. */
+const earlyAbortLingerMs = 10_000;
+/** After a failure on a connected mesh, the same for peers whose streams were not up. */
+const abortLingerMs = 2_000;
+
 /**
- * The input or output was unusable before any data moved: still reach the mesh
- * (bounded) so the other peers stop now, naming us, instead of at their timeout.
+ * The input or output was unusable before any data moved: still listen, bounded,
+ * so every other peer's dial is answered with our reason and they stop now,
+ * naming us, instead of at their connect timeout.
  */
 async function abortEarly(options: SortOptions, error: unknown): Promise<never> {
   const mesh = new Mesh(options, { onRecords: () => {} });
   try {
     mesh.listen();
-    mesh.start();
-    let timer: Timer | undefined;
-    const waitMs = Math.min(options.connectTimeoutMs, earlyAbortWaitMs);
-    await Promise.race([mesh.whenConnected(), new Promise((r) => (timer = setTimeout(r, waitMs)))]).catch(
-      () => {},
-    );
-    clearTimeout(timer);
   } catch {
     // could not listen either: the original error is the one to report
   }
   mesh.fail(error);
+  await mesh.linger(Math.min(options.connectTimeoutMs, earlyAbortLingerMs));
   await mesh.close();
   throw error;
 }
@@ -169,6 +167,7 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
   } catch (error) {
     mesh.fail(error);
     writer.discard();
+    await mesh.linger(mesh.connectedAtMs > 0 ? 0 : Math.min(options.connectTimeoutMs, abortLingerMs));
     await mesh.close();
     throw mesh.error ?? error;
   } finally {

@@ -80,7 +80,8 @@ export class Connection<T = unknown> {
 
   /** Resolves when every queued byte has been handed to the kernel (or the socket closed). */
   whenFlushed(): Promise<void> {
-    if (this.head >= this.pending.length || this.closed) return Promise.resolve();
+    // Without a socket nothing will ever flush: do not make a closing mesh wait for it.
+    if (this.head >= this.pending.length || this.closed || this.socket === null) return Promise.resolve();
     return new Promise((resolve) => this.flushWaiters.push(resolve));
   }
 

@@ -8,7 +8,7 @@
  * `failed`. All waits are bounded: connect timeout, hello timeout, idle timeout.
  */
 import type { Socket, TCPSocketListener } from "bun";
-import { errorMessage, NetsortError, UsageError } from "../errors.ts";
+import { assert, errorMessage, NetsortError, UsageError } from "../errors.ts";
 import { flushTimeoutMs } from "../limits.ts";
 import { log } from "../log.ts";
 import type { ServerEntry, SortOptions } from "../types.ts";
@@ -18,6 +18,7 @@ import {
   decodeAuth,
   decodeHello,
   decodeReason,
+  decodeReasonExitCode,
   decodeSummary,
   decodeWelcome,
   encodeAuth,
@@ -41,7 +42,22 @@ export interface MeshEvents {
 const strangerLogIntervalMs = 5_000;
 
 const inAllowed = new Set([FrameType.Data, FrameType.Done, FrameType.Ready, FrameType.Abort, FrameType.Ping]);
-const outAllowed = new Set([FrameType.Ack, FrameType.Abort, FrameType.Ping]);
+// REFUSE may follow WELCOME when the listener rejects our AUTH proof.
+const outAllowed = new Set([FrameType.Ack, FrameType.Abort, FrameType.Ping, FrameType.Refuse]);
+
+/**
+ * The cluster is misconfigured (configs or secrets differ): exit 2 on every
+ * peer that learns of it, not only on the one that found it.
+ */
+export class MismatchError extends UsageError {}
+
+/** An ABORT or REFUSE payload as the error it reports, with the exit code it asks for. */
+function reportedError(payload: Uint8Array, prefix = ""): NetsortError {
+  const reason = `${prefix}${decodeReason(payload)}`;
+  return decodeReasonExitCode(payload) === 2 ? new MismatchError(reason) : new NetsortError(reason);
+}
+
+const abortedPrefix = /^peer \d+ aborted: /;
 
 function endpoint(s: ServerEntry): string {
   return `${s.host}:${s.port}`;
@@ -79,6 +95,9 @@ export class Mesh {
   private readonly committed = deferred<void>();
   private finished = false;
   private strangerLastLogMs = -Infinity;
+  /** Peers that have been told of our failure (ABORT on a stream, or REFUSE to their hello). */
+  private readonly told = new Set<number>();
+  private readonly toldAll = deferred<void>();
   private strangersUnlogged = 0;
   /** When the mesh was fully up, for the phase log. */
   connectedAtMs = 0;
@@ -176,16 +195,45 @@ export class Mesh {
     if (this.failure !== null || this.finished) return;
     const failure = error instanceof NetsortError ? error : new NetsortError(errorMessage(error));
     this.failure = failure;
-    const reason =
-      failure.message.startsWith("peer ") && failure.message.includes(" aborted: ")
-        ? failure.message
-        : `peer ${this.self.serverId} aborted: ${failure.message}`;
-    const frame = encodeReason(FrameType.Abort, reason);
+    const frame = this.abortFrame(FrameType.Abort);
     for (const s of [...this.out, ...this.in]) {
-      if (s !== null && s.conn.socket !== null && !s.conn.closed) s.conn.send(frame);
+      if (s !== null && s.conn.socket !== null && !s.conn.closed) {
+        s.conn.send(frame);
+        this.markTold(s.peer.serverId);
+      }
     }
     for (const out of this.out) out?.stop();
     this.failedDeferred.reject(failure);
+  }
+
+  /**
+   * After a failure, keep the listener up for at most `maxMs` so peers that were
+   * not connected yet learn why (their next dial gets REFUSE with our reason)
+   * instead of waiting for their connect timeout. Ends early once all are told.
+   */
+  async linger(maxMs: number): Promise<void> {
+    if (this.failure === null || this.listener === null || this.told.size >= this.peers - 1) return;
+    // A peer not up by our connect deadline will hit its own soon: no point waiting past it.
+    const waitMs = Math.min(maxMs, this.deadlineMs - performance.now());
+    if (waitMs <= 0) return;
+    let timer: Timer | undefined;
+    await Promise.race([this.toldAll.promise, new Promise((r) => (timer = setTimeout(r, waitMs)))]);
+    clearTimeout(timer);
+  }
+
+  private markTold(peer: number): void {
+    this.told.add(peer);
+    if (this.told.size >= this.peers - 1) this.toldAll.resolve();
+  }
+
+  /** ABORT / REFUSE carrying our failure, as "peer K aborted: ..." unless it came from another peer. */
+  private abortFrame(type: FrameType.Abort | FrameType.Refuse): Uint8Array {
+    const failure = this.failure;
+    assert(failure !== null, "abortFrame after a failure");
+    const reason = abortedPrefix.test(failure.message)
+      ? failure.message
+      : `peer ${this.self.serverId} aborted: ${failure.message}`;
+    return encodeReason(type, reason, failure instanceof MismatchError ? 2 : 1);
   }
 
   /**
@@ -229,25 +277,18 @@ export class Mesh {
       {
         onRecords: () => {},
         onControl: (type, payload) => {
-          if (type === FrameType.Refuse) {
+          if (type === FrameType.Refuse || type === FrameType.Abort) {
             settled = true;
             clearTimeout(helloTimer);
-            this.fail(
-              new UsageError(
-                `peer ${peer.serverId} at ${endpoint(peer)} refused us: ${decodeReason(payload)}`,
-              ),
-            );
-            return;
-          }
-          if (type === FrameType.Abort) {
-            settled = true;
-            this.fail(new NetsortError(decodeReason(payload)));
+            this.markTold(peer.serverId); // it told us: it needs no telling
+            this.fail(this.refusal(peer, payload));
             return;
           }
           const welcome = decodeWelcome(payload);
-          this.completeDial(out, socket, welcome, nonce);
           settled = true;
           clearTimeout(helloTimer);
+          decoder.stop();
+          this.completeDial(out, socket, welcome, nonce);
         },
       },
       new Set([FrameType.Welcome, FrameType.Refuse, FrameType.Abort]),
@@ -255,14 +296,18 @@ export class Mesh {
     let socket: Socket<SocketHandler>;
     const handler: SocketHandler = {
       onData: (chunk) => {
+        let used: number;
         try {
-          decoder.push(chunk);
+          used = decoder.push(chunk);
         } catch (error) {
           if (error instanceof ProtocolError) {
             socket.end();
             retry(`bad answer to hello: ${error.message}`);
           } else this.fail(error);
+          return;
         }
+        // Bytes after WELCOME in the same chunk belong to the open stream.
+        if (used < chunk.length && out.state !== "dialing") socket.data.onData(chunk.subarray(used));
       },
       onDrain: () => {},
       onClose: (why) => retry(why),
@@ -326,16 +371,18 @@ export class Mesh {
     };
     if (secret === null && !isNoProof(welcome.proof)) {
       throw this.refusedByUs(
-        `peer ${peer.serverId} requires a shared secret and we have none (--secret-file or NETSORT_SECRET)`,
+        `peer ${peer.serverId} requires a shared secret but peer ${this.self.serverId} has none (give every peer --secret-file or NETSORT_SECRET)`,
       );
     }
     if (secret !== null) {
       if (isNoProof(welcome.proof)) {
-        throw this.refusedByUs(`peer ${peer.serverId} has no shared secret configured but we do`);
+        throw this.refusedByUs(
+          `peer ${peer.serverId} has no shared secret configured but peer ${this.self.serverId} has one`,
+        );
       }
       if (!proofMatches(makeProof(secret, "listener", ctx), welcome.proof)) {
         throw this.refusedByUs(
-          `peer ${peer.serverId} failed to prove the shared secret (different secrets?)`,
+          `peer ${peer.serverId} failed to prove the shared secret to peer ${this.self.serverId}: the secrets differ`,
         );
       }
       socket.write(encodeAuth(makeProof(secret, "dialer", ctx)));
@@ -366,16 +413,23 @@ export class Mesh {
     this.checkConnected();
   }
 
+  /** A REFUSE or ABORT from `peer`: its own words when it reports an abort, else "refused us". */
+  private refusal(peer: ServerEntry, payload: Uint8Array): NetsortError {
+    if (abortedPrefix.test(decodeReason(payload))) return reportedError(payload);
+    return reportedError(payload, `peer ${peer.serverId} at ${endpoint(peer)} refused us: `);
+  }
+
   private refusedByUs(message: string): UsageError {
-    const error = new UsageError(message);
+    const error = new MismatchError(message);
     this.fail(error);
     return error;
   }
 
   private onOutControl(out: OutStream, type: FrameType, payload: Uint8Array): void {
     const peer = out.peer.serverId;
-    if (type === FrameType.Abort) {
-      this.fail(new NetsortError(decodeReason(payload)));
+    if (type === FrameType.Abort || type === FrameType.Refuse) {
+      this.markTold(peer);
+      this.fail(this.refusal(out.peer, payload));
     } else if (type === FrameType.Ack) {
       const ack = decodeSummary(payload);
       if (!out.doneSent || ack.records !== out.records || ack.digest !== out.digest) {
@@ -413,9 +467,9 @@ export class Mesh {
       dropped = true;
       clearTimeout(timer);
       this.handshakes.delete(socket);
-      if (refuse !== null) socket.write(encodeReason(FrameType.Refuse, refuse));
+      if (refuse !== null) socket.write(encodeReason(FrameType.Refuse, refuse, 2));
       socket.end();
-      this.logStranger(`dropped a connection from ${socket.remoteAddress}: ${why}`);
+      this.logStranger(`dropped a connection from ${socket.remoteAddress ?? "?"}: ${why}`);
     };
     const timer = setTimeout(
       () => drop(`no valid hello within ${this.options.helloTimeoutMs} ms`, null),
@@ -427,6 +481,16 @@ export class Mesh {
         onControl: (type, payload) => {
           if (type === FrameType.Hello) {
             hello = decodeHello(payload);
+            if (this.failure !== null && hello.senderId < this.peers) {
+              // We already failed: tell this peer why, so it stops now too.
+              dropped = true;
+              clearTimeout(timer);
+              this.handshakes.delete(socket);
+              socket.write(this.abortFrame(FrameType.Refuse));
+              socket.end();
+              this.markTold(hello.senderId);
+              return;
+            }
             const refusal = this.checkHello(hello);
             if (refusal !== null) return drop(refusal, refusal);
             const secret = this.options.secret;
@@ -467,19 +531,23 @@ export class Mesh {
     let opened = false;
     const open = (h: ReturnType<typeof decodeHello>) => {
       opened = true;
+      decoder.stop();
       clearTimeout(timer);
       this.handshakes.delete(socket);
       this.openInStream(socket, h.senderId);
     };
     socket.data = {
       onData: (chunk) => {
+        let used: number;
         try {
-          decoder.push(chunk);
+          used = decoder.push(chunk);
         } catch (error) {
           const why = error instanceof ProtocolError ? error.message : errorMessage(error);
-          if (!opened) drop(why, hello !== null ? `protocol error: ${why}` : null);
-          else socket.data.onData(chunk); // unreachable: open() swapped the handler
+          drop(why, hello !== null ? `protocol error: ${why}` : null);
+          return;
         }
+        // Records may follow the handshake in the same chunk: they belong to the stream.
+        if (opened && used < chunk.length) socket.data.onData(chunk.subarray(used));
       },
       onDrain: () => {},
       onClose: (why) => {
@@ -539,7 +607,8 @@ export class Mesh {
     const from = stream.peer.serverId;
     switch (type) {
       case FrameType.Abort:
-        this.fail(new NetsortError(decodeReason(payload)));
+        this.markTold(from);
+        this.fail(reportedError(payload));
         return;
       case FrameType.Done: {
         const done = decodeSummary(payload);
@@ -606,6 +675,8 @@ export class Mesh {
         (_s, i) => i !== this.self.serverId && (this.out[i]?.state === "dialing" || this.in[i] === null),
       );
       const names = missing.map((s) => `peer ${s.serverId} (${endpoint(s)})`).join(", ");
+      // Missing peers had the whole connect timeout to reach us: no lingering for them.
+      for (const s of missing) this.markTold(s.serverId);
       this.fail(
         new NetsortError(`mesh not up after ${this.options.connectTimeoutMs} ms: no answer from ${names}`),
       );

@@ -198,17 +198,33 @@ export function decodeSummary(p: Uint8Array): StreamSummary {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: false });
 
-/** ABORT or REFUSE with a reason, cut to maxAbortReasonBytes. */
-export function encodeReason(type: FrameType.Abort | FrameType.Refuse, reason: string): Uint8Array {
+/**
+ * ABORT or REFUSE: one byte, the exit code the receiver should use (1: the job
+ * failed; 2: the cluster is misconfigured, e.g. configs or secrets differ), then
+ * the UTF-8 reason, cut to fit maxAbortReasonBytes.
+ */
+export function encodeReason(
+  type: FrameType.Abort | FrameType.Refuse,
+  reason: string,
+  exitCode: 1 | 2 = 1,
+): Uint8Array {
   let bytes = encoder.encode(reason);
-  if (bytes.length > maxAbortReasonBytes) bytes = bytes.subarray(0, maxAbortReasonBytes);
-  return frame(type, bytes);
+  if (bytes.length > maxAbortReasonBytes - 1) bytes = bytes.subarray(0, maxAbortReasonBytes - 1);
+  const payload = new Uint8Array(1 + bytes.length);
+  payload[0] = exitCode;
+  payload.set(bytes, 1);
+  return frame(type, payload);
 }
 
 export function decodeReason(p: Uint8Array): string {
   // Strip control characters: the text ends up in the receiving peer's log line.
   // biome-ignore lint/suspicious/noControlCharactersInRegex: that is the point
-  return decoder.decode(p).replace(/[\u0000-\u001f\u007f]/g, " ");
+  return decoder.decode(p.subarray(1)).replace(/[\u0000-\u001f\u007f]/g, " ");
+}
+
+/** The exit code an ABORT or REFUSE asks for: 2 only when it says so, else 1. */
+export function decodeReasonExitCode(p: Uint8Array): 1 | 2 {
+  return p.length > 0 && p[0] === 2 ? 2 : 1;
 }
 
 export function encodeEmpty(type: FrameType.Ready | FrameType.Ping): Uint8Array {
@@ -241,6 +257,7 @@ export class FrameDecoder {
   private controlFill = 0;
   private readonly carry = new Uint8Array(RECORD_BYTES);
   private carryFill = 0;
+  private stopped = false;
   /** Frame types this decoder accepts now; anything else is a protocol error. */
   allowed: ReadonlySet<FrameType>;
 
@@ -251,11 +268,15 @@ export class FrameDecoder {
     this.allowed = allowed;
   }
 
-  /** Feed the next chunk of the stream. */
-  push(chunk: Uint8Array): void {
+  /**
+   * Feed the next chunk of the stream. Returns the bytes consumed: all of them,
+   * unless a handler called `stop()` (the handshake hands the rest of the chunk
+   * to the stream's own decoder).
+   */
+  push(chunk: Uint8Array): number {
     let pos = 0;
     const end = chunk.length;
-    while (pos < end) {
+    while (pos < end && !this.stopped) {
       if (this.remaining < 0) {
         const take = Math.min(FRAME_HEADER_BYTES - this.headerFill, end - pos);
         this.header.set(chunk.subarray(pos, pos + take), this.headerFill);
@@ -275,6 +296,12 @@ export class FrameDecoder {
       }
       if (this.remaining === 0) this.endFrame();
     }
+    return pos;
+  }
+
+  /** Stop after the current frame: the rest of the stream belongs to another decoder. */
+  stop(): void {
+    this.stopped = true;
   }
 
   /** True when no frame is half-received: the stream may end here. */

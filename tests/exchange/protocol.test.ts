@@ -3,6 +3,7 @@ import {
   decodeAuth,
   decodeHello,
   decodeReason,
+  decodeReasonExitCode,
   decodeSummary,
   decodeWelcome,
   encodeAuth,
@@ -218,7 +219,10 @@ describe("encode / decode round trips", () => {
         const { type, payload } = decodeOne(encodeReason(frameType, reason));
         expect(type).toBe(frameType);
         expect(decodeReason(payload)).toBe(reason);
+        expect(decodeReasonExitCode(payload)).toBe(1);
       }
+      const asUsage = decodeOne(encodeReason(frameType, "configs differ", 2)).payload;
+      expect([decodeReason(asUsage), decodeReasonExitCode(asUsage)]).toEqual(["configs differ", 2]);
       const { payload } = decodeOne(encodeReason(frameType, "line1\nline2\u0000\u001b[31m\u007f"));
       expect(decodeReason(payload)).toBe("line1 line2  [31m ");
     }
@@ -227,11 +231,11 @@ describe("encode / decode round trips", () => {
   test("a long reason is cut to maxAbortReasonBytes", () => {
     const frame = encodeReason(FrameType.Abort, "x".repeat(maxAbortReasonBytes * 3));
     expect(headerOf(frame).length).toBe(maxAbortReasonBytes);
-    expect(decodeReason(decodeOne(frame).payload)).toBe("x".repeat(maxAbortReasonBytes));
+    expect(decodeReason(decodeOne(frame).payload)).toBe("x".repeat(maxAbortReasonBytes - 1));
     // Cutting inside a multi-byte character still decodes (to a replacement character).
-    const cut = decodeOne(encodeReason(FrameType.Abort, `${"y".repeat(maxAbortReasonBytes - 1)}é`)).payload;
+    const cut = decodeOne(encodeReason(FrameType.Abort, `${"y".repeat(maxAbortReasonBytes - 2)}é`)).payload;
     expect(cut.length).toBe(maxAbortReasonBytes);
-    expect(decodeReason(cut).startsWith("y".repeat(maxAbortReasonBytes - 1))).toBe(true);
+    expect(decodeReason(cut).startsWith("y".repeat(maxAbortReasonBytes - 2))).toBe(true);
   });
 
   test("ready and ping are empty frames", () => {
