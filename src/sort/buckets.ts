@@ -311,6 +311,7 @@ export class BucketStore {
       if (w === endWord[b]) w = lists.grow(b);
       const slab = writeSlab[b];
       const s = r * RECORD_WORDS;
+      // A plain word loop: here it measured faster than five words per step.
       for (let k = 0; k < RECORD_WORDS; k++) slab[w + k] = src32[s + k];
       writeWord[b] = w + RECORD_WORDS;
     }
@@ -498,7 +499,13 @@ export class BucketStore {
         let w = writeWord[d];
         if (w === endWord[d]) w = children.grow(d);
         const dst = writeSlab[d];
-        for (let k = 0; k < RECORD_WORDS; k++) dst[w + k] = src32[s + k];
+        for (let k = 0; k < RECORD_WORDS; k += 5) {
+          dst[w + k] = src32[s + k];
+          dst[w + k + 1] = src32[s + k + 1];
+          dst[w + k + 2] = src32[s + k + 2];
+          dst[w + k + 3] = src32[s + k + 3];
+          dst[w + k + 4] = src32[s + k + 4];
+        }
         writeWord[d] = w + RECORD_WORDS;
       }
       const next = pool.next[id];

@@ -182,12 +182,12 @@ describe("BucketStore: concatenated sortedRuns equal a memcmp reference", () => 
   });
 
   test("big buckets are split before sorting (skewed, identical, too few buckets)", () => {
-    // One 32-bit prefix holds 90% of 60k records: far above the ~21k-record split size.
-    expect(checkStore(3, 7, 60_000, "skewed", 21).runs).toBeGreaterThan(20);
+    // One 32-bit prefix holds 90% of 30k records: above the ~21k-record split size.
+    expect(checkStore(3, 7, 30_000, "skewed", 21).runs).toBeGreaterThan(20);
     // 30k identical records: yielded straight from their blocks.
     expect(checkStore(0, 2, 30_000, "identical", 22).runs).toBeGreaterThan(1);
-    checkStore(5, 8, 40_000, "equalKeys", 23);
-    checkStore(2, 3, 40_000, "duplicates", 24);
+    checkStore(5, 8, 25_000, "equalKeys", 23);
+    checkStore(2, 3, 25_000, "duplicates", 24);
     // 16 buckets for 400k records: every bucket is split once, and the split
     // reuses the blocks it has read. Allocated slabs (which include the untouched
     // tail of the newest one) stay near the data size: 1.6x here, 5.3x without reuse.
