@@ -14,6 +14,7 @@ import { Partitioner } from "./partition/partitioner.ts";
 import { RECORD_BYTES, rangeEnd, rangeStart } from "./record.ts";
 import { BucketStore } from "./sort/buckets.ts";
 import type { PhaseTimings, SortOptions } from "./types.ts";
+import { decodePart, globalVerdict, type PeerPart, PeerValidation } from "./validate/validation.ts";
 
 /** The sort loop gives the event loop a turn at least this often, so pings and ABORTs flow. */
 const maxBusyMs = 50;
@@ -49,6 +50,25 @@ async function abortEarly(options: SortOptions, error: unknown): Promise<never> 
   throw error;
 }
 
+/**
+ * Every peer combines the same N summaries, so every peer reaches the same
+ * verdict; peer 0 prints it. A wrong verdict fails the sort before any rename.
+ */
+function checkVerdict(mesh: Mesh, serverId: number, own: PeerValidation): void {
+  const parts: PeerPart[] = mesh.in.map((stream, id) => {
+    if (id === serverId) return own.part();
+    const payload = stream?.validation ?? null;
+    if (payload === null) {
+      throw new NetsortError(`--validate: peer ${id} sent no summary (start every peer with --validate)`);
+    }
+    return decodePart(payload);
+  });
+  const verdict = globalVerdict(parts);
+  if (serverId === 0) for (const line of verdict.lines) log.info(`validate: ${line}`);
+  if (!verdict.ok) throw new NetsortError(`validation failed: ${verdict.problem}`);
+  if (serverId !== 0) log.info(`validate: ${verdict.lines[verdict.lines.length - 1]}`);
+}
+
 export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
   const startMs = performance.now();
   const { serverId, config } = options;
@@ -78,6 +98,7 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
     exchangeMs: 0,
     sortMs: 0,
     writeMs: 0,
+    validateMs: 0,
     totalMs: 0,
     inputRecords: inputBytes / RECORD_BYTES,
     outputRecords: 0,
@@ -86,6 +107,13 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
     peakRssBytes: 0,
   };
   let readBytes = 0;
+  const validation = options.validate ? new PeerValidation() : null;
+  /** Time --validate adds, summed where it happens (read, write, verdict). */
+  const timed = (fn: () => void) => {
+    const a = performance.now();
+    fn();
+    t.validateMs += performance.now() - a;
+  };
   const onSignal = (signal: NodeJS.Signals) => mesh.fail(new NetsortError(`interrupted by ${signal}`));
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
@@ -106,6 +134,7 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
       () => {},
     );
     for await (const chunk of readChunks(options.inputFile, inputBytes)) {
+      if (validation !== null) timed(() => validation.addInput(chunk));
       await partitioner.push(chunk);
       readBytes += chunk.length;
       await turn(); // let sockets drain and receive between chunks
@@ -137,6 +166,10 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
       sortMs += b - a;
       if (next.done) break;
       writer.write(next.value);
+      if (validation !== null) {
+        const run = next.value;
+        timed(() => validation.addOutput(run));
+      }
       const c = performance.now();
       writeMs += c - b;
       if (c - lastTurnMs > maxBusyMs) {
@@ -150,8 +183,9 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
     t.sortMs = sortMs;
     t.outputRecords = writer.bytes / RECORD_BYTES;
     log.info(`sorted ${t.outputRecords} records in ${Math.round(sortMs)} ms`);
-    mesh.sendReady();
+    mesh.sendReady(validation === null ? null : validation.encode());
     await mesh.whenCommitted();
+    if (validation !== null) timed(() => checkVerdict(mesh, serverId, validation));
     const g = performance.now();
     writer.commit();
     t.writeMs = writeMs + (performance.now() - g);

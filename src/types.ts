@@ -32,6 +32,8 @@ export interface SortOptions {
   helloTimeoutMs: number;
   /** Shared secret for challenge-response authentication, or null for none. */
   secret: Uint8Array | null;
+  /** Summarise outputs valsort-style, exchange the summaries, and fail unless the global verdict is valid. */
+  validate?: boolean;
 }
 
 /** Per-phase figures of one peer's run, printed at the end and read by `bench`. */
@@ -41,6 +43,8 @@ export interface PhaseTimings {
   exchangeMs: number;
   sortMs: number;
   writeMs: number;
+  /** Time spent on --validate's checksums and summaries (0 without it). */
+  validateMs: number;
   totalMs: number;
   inputRecords: number;
   outputRecords: number;

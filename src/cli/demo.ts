@@ -32,6 +32,10 @@ const args = {
     valueHint: "dir",
   },
   keep: { type: "boolean", description: "Keep the generated inputs and outputs" },
+  validate: {
+    type: "boolean",
+    description: "Also run the peers with --validate (global valsort verdict in the sort)",
+  },
   "stagger-ms": {
     type: "string",
     description: "Start peer i after i * this many ms (default 100)",
@@ -65,7 +69,8 @@ export default defineCommand({
       log.info(`generated ${formatBytes(totalBytes)} in ${Math.round(genMs)} ms`);
 
       const config = writeLocalConfig(dir, peers);
-      const run = await runLocalCluster({ config, inputs, outputs, staggerMs, echo: !a.quiet });
+      const extraArgs = a.validate ? ["--validate"] : [];
+      const run = await runLocalCluster({ config, inputs, outputs, staggerMs, extraArgs, echo: !a.quiet });
       const failed = run.peers.filter((p) => p.exitCode !== 0);
       if (failed.length > 0) {
         throw new NetsortError(`demo: ${failed.map((p) => `peer ${p.id} exited ${p.exitCode}`).join(", ")}`);

@@ -61,6 +61,10 @@ const args = {
     description: "File holding a shared secret; peers prove they know it (or set NETSORT_SECRET)",
     valueHint: "file",
   },
+  validate: {
+    type: "boolean",
+    description: "Check the result across all peers (valsort summaries exchanged; peer 0 prints the verdict)",
+  },
   json: { type: "boolean", description: "Print the phase timings as one JSON line on stdout at the end" },
   ...commonArgs,
 } as const;
@@ -109,6 +113,7 @@ export default defineCommand({
       idleTimeoutMs: timing("idle-timeout-ms", defaultIdleTimeoutMs, 100),
       helloTimeoutMs: timing("hello-timeout-ms", defaultHelloTimeoutMs, 10),
       secret: loadSecret(a["secret-file"]),
+      validate: a.validate === true,
     });
     if (a.json) console.log(JSON.stringify({ serverId, ...timings }));
     return 0;

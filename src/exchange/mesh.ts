@@ -7,6 +7,8 @@
  * failure: the first one is kept, sent to every peer as ABORT, and rejects
  * `failed`. All waits are bounded: connect timeout, hello timeout, idle timeout.
  */
+
+import { createHash } from "node:crypto";
 import type { Socket, TCPSocketListener } from "bun";
 import { assert, errorMessage, NetsortError, UsageError } from "../errors.ts";
 import { flushTimeoutMs } from "../limits.ts";
@@ -17,6 +19,7 @@ import { Connection } from "./connection.ts";
 import {
   decodeAuth,
   decodeHello,
+  decodeReady,
   decodeReason,
   decodeReasonExitCode,
   decodeSummary,
@@ -24,6 +27,7 @@ import {
   encodeAuth,
   encodeEmpty,
   encodeHello,
+  encodeReady,
   encodeReason,
   encodeSummary,
   encodeWelcome,
@@ -58,6 +62,16 @@ function reportedError(payload: Uint8Array, prefix = ""): NetsortError {
 }
 
 const abortedPrefix = /^peer \d+ aborted: /;
+
+/**
+ * The fingerprint peers compare at hello: the config's, plus the options every
+ * peer must share (a peer validating with --validate needs every other peer's
+ * summary, so a mix must be refused up front, not found after some renamed).
+ */
+function wireFingerprint(configFingerprint: string, validate: boolean): Uint8Array {
+  if (!validate) return new Uint8Array(Buffer.from(configFingerprint, "hex"));
+  return new Uint8Array(createHash("sha256").update(`${configFingerprint}:validate`).digest());
+}
 
 function endpoint(s: ServerEntry): string {
   return `${s.host}:${s.port}`;
@@ -109,7 +123,7 @@ export class Mesh {
     const { config, serverId } = options;
     this.self = config.servers[serverId];
     this.peers = config.servers.length;
-    this.fingerprint = new Uint8Array(Buffer.from(config.fingerprint, "hex"));
+    this.fingerprint = wireFingerprint(config.fingerprint, options.validate === true);
     this.out = config.servers.map((s) => (s.serverId === serverId ? null : new OutStream(s)));
     this.in = config.servers.map(() => null);
     this.deadlineMs = performance.now() + options.connectTimeoutMs;
@@ -177,12 +191,16 @@ export class Mesh {
     return Promise.race([this.committed.promise, this.failed]);
   }
 
-  /** Tell every peer our output is durable under its temporary name. */
-  sendReady(): void {
+  /**
+   * Tell every peer our output is durable under its temporary name; with
+   * --validate the frame carries our valsort summary and input checksum.
+   */
+  sendReady(validation: Uint8Array | null = null): void {
+    const frame = encodeReady(validation);
     for (const out of this.out) {
       if (out === null) continue;
       out.readySent = true;
-      out.conn.send(encodeEmpty(FrameType.Ready));
+      out.conn.send(frame);
     }
     this.checkCommitted();
   }
@@ -280,7 +298,8 @@ export class Mesh {
           if (type === FrameType.Refuse || type === FrameType.Abort) {
             settled = true;
             clearTimeout(helloTimer);
-            this.markTold(peer.serverId); // it told us: it needs no telling
+            // A peer reporting its own abort needs no telling; one that merely refused our hello does.
+            if (abortedPrefix.test(decodeReason(payload))) this.markTold(peer.serverId);
             this.fail(this.refusal(peer, payload));
             return;
           }
@@ -358,7 +377,7 @@ export class Mesh {
     }
     if (hex(welcome.fingerprint) !== hex(this.fingerprint)) {
       throw this.refusedByUs(
-        `peer ${peer.serverId} at ${endpoint(peer)} has a different config: fingerprint ${hex(welcome.fingerprint).slice(0, 16)}, ours ${hex(this.fingerprint).slice(0, 16)}`,
+        `peer ${peer.serverId} at ${endpoint(peer)} has a different config or --validate setting: fingerprint ${hex(welcome.fingerprint).slice(0, 16)}, peer ${this.self.serverId} has ${hex(this.fingerprint).slice(0, 16)}`,
       );
     }
     const secret = this.options.secret;
@@ -428,7 +447,7 @@ export class Mesh {
   private onOutControl(out: OutStream, type: FrameType, payload: Uint8Array): void {
     const peer = out.peer.serverId;
     if (type === FrameType.Abort || type === FrameType.Refuse) {
-      this.markTold(peer);
+      if (abortedPrefix.test(decodeReason(payload))) this.markTold(peer);
       this.fail(this.refusal(out.peer, payload));
     } else if (type === FrameType.Ack) {
       const ack = decodeSummary(payload);
@@ -559,7 +578,7 @@ export class Mesh {
   /** Why a hello must be refused, or null when it is fine. */
   private checkHello(h: ReturnType<typeof decodeHello>): string | null {
     if (hex(h.fingerprint) !== hex(this.fingerprint)) {
-      return `configs differ: peer ${h.senderId} has fingerprint ${hex(h.fingerprint).slice(0, 16)}, peer ${this.self.serverId} has ${hex(this.fingerprint).slice(0, 16)}`;
+      return `configs (or --validate settings) differ: peer ${h.senderId} has fingerprint ${hex(h.fingerprint).slice(0, 16)}, peer ${this.self.serverId} has ${hex(this.fingerprint).slice(0, 16)}`;
     }
     if (h.receiverId !== this.self.serverId) {
       return `this is peer ${this.self.serverId}, not peer ${h.receiverId}: configs differ`;
@@ -627,6 +646,7 @@ export class Mesh {
         return;
       }
       case FrameType.Ready:
+        stream.validation = decodeReady(payload);
         stream.ready = true;
         decoder.allowed = new Set([FrameType.Abort, FrameType.Ping]);
         this.checkCommitted();

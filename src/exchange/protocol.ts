@@ -51,6 +51,9 @@ export enum FrameType {
 const HELLO_BYTES = 4 + 2 + 2 + 2 + 2 + FINGERPRINT_BYTES + NONCE_BYTES;
 const WELCOME_BYTES = 2 + FINGERPRINT_BYTES + NONCE_BYTES + PROOF_BYTES;
 const DONE_BYTES = 8 + 4;
+/** READY's optional payload (--validate): a valsort summary, then the input checksum and record count. */
+export const VALSORT_SUMMARY_BYTES = 280;
+export const READY_VALIDATION_BYTES = VALSORT_SUMMARY_BYTES + 16 + 8;
 
 /** The most payload bytes each frame type may declare. */
 const payloadLimit: Record<FrameType, number> = {
@@ -60,7 +63,7 @@ const payloadLimit: Record<FrameType, number> = {
   [FrameType.Data]: maxDataPayloadBytes,
   [FrameType.Done]: DONE_BYTES,
   [FrameType.Ack]: DONE_BYTES,
-  [FrameType.Ready]: 0,
+  [FrameType.Ready]: READY_VALIDATION_BYTES,
   [FrameType.Abort]: maxAbortReasonBytes,
   [FrameType.Ping]: 0,
   [FrameType.Refuse]: maxAbortReasonBytes,
@@ -227,7 +230,23 @@ export function decodeReasonExitCode(p: Uint8Array): 1 | 2 {
   return p.length > 0 && p[0] === 2 ? 2 : 1;
 }
 
-export function encodeEmpty(type: FrameType.Ready | FrameType.Ping): Uint8Array {
+/** READY, with the validation payload when the sort runs with --validate. */
+export function encodeReady(validation: Uint8Array | null): Uint8Array {
+  if (validation === null) return frame(FrameType.Ready, new Uint8Array(0));
+  assert(validation.length === READY_VALIDATION_BYTES, "validation payload size");
+  return frame(FrameType.Ready, validation);
+}
+
+/** The validation payload of a READY, or null for a plain READY. */
+export function decodeReady(p: Uint8Array): Uint8Array | null {
+  if (p.length === 0) return null;
+  if (p.length !== READY_VALIDATION_BYTES) {
+    throw new ProtocolError(`READY of ${p.length} bytes, expected 0 or ${READY_VALIDATION_BYTES}`);
+  }
+  return p.slice();
+}
+
+export function encodeEmpty(type: FrameType.Ping): Uint8Array {
   return frame(type, new Uint8Array(0));
 }
 

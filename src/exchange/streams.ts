@@ -94,6 +94,8 @@ export class InStream {
   digest = 0;
   done = false;
   ready = false;
+  /** The READY frame's validation payload (--validate), or null. */
+  validation: Uint8Array | null = null;
 
   constructor(
     readonly peer: ServerEntry,
