@@ -36,6 +36,8 @@ import {
 const recordsPerPeer = 15_000;
 const tmpfsBytes = 1024 * 1024;
 const ulimitKiB = 512;
+/** A peer with an unusable output directory reports it this soon after it starts. */
+const badPeerBoundMs = 3_000;
 /** After peer 1 exits, the others must stop this soon (they were told: ABORT). */
 const abortBoundMs = 2_000;
 const runBoundMs = 30_000;
@@ -139,6 +141,7 @@ describe("8. disk", () => {
       const bad = join(missing, "output-1.dat");
       const exits = await runWithBadOutput(dir, bad);
       expect(exits[1].exitCode).toBe(2);
+      expect(exits[1].elapsedMs).toBeLessThan(badPeerBoundMs);
       expect(errorLine(exits[1])).toBe(
         `output ${bad}: cannot write in ${missing} (directory does not exist)`,
       );
@@ -161,6 +164,7 @@ describe("8. disk", () => {
         const bad = join(ro, "output-1.dat");
         const exits = await runWithBadOutput(dir, bad);
         expect(exits[1].exitCode).toBe(2);
+        expect(exits[1].elapsedMs).toBeLessThan(badPeerBoundMs);
         expect(errorLine(exits[1])).toMatch(new RegExp(`^output ${bad}: cannot write in ${ro} \\(`));
         expect(exits[1].stdout).not.toMatch(/read \d/);
         report("8 output dir read-only", exits, expectOthersAborted(exits, /cannot write in/));

@@ -40,6 +40,8 @@ const bigInputBytes = 30 * 1000 * 1000;
 const stopBoundMs = 5_000;
 /** After a peer with bad input exits, the others must stop this soon (ABORT, not a timeout). */
 const abortBoundMs = 2_000;
+/** A peer with bad input or output reports it this soon after it starts: it waits for nothing. */
+const badPeerBoundMs = 3_000;
 /** Long enough that a peer stopping "at the connect timeout" would be caught. */
 const longConnectTimeoutMs = 20_000;
 /** A whole test's peers are killed after this long: nothing may hang. */
@@ -260,19 +262,20 @@ describe("3. bad input on one peer", () => {
         const peers = start(c, [0, 1, 2], inputs, [`--connect-timeout-ms=${longConnectTimeoutMs}`]);
         const exits = await allExited(peers, runBoundMs);
         const badExit = exits[1];
+        report(`3 bad input (${bad.name})`, {
+          elapsedMs: exits.map((e) => Math.round(e.elapsedMs)),
+          othersAfterBadMs: [exits[0], exits[2]].map((e) => Math.round(e.exitAtMs - badExit.exitAtMs)),
+          stderr: exits.map((e) => e.stderr.trim()),
+        });
         expect(badExit.exitCode).toBe(2);
         expect(errorLine(badExit)).toMatch(bad.reason(badPath));
-        const ms = [exits[0], exits[2]].map((e) => {
+        expect(badExit.elapsedMs).toBeLessThan(badPeerBoundMs);
+        for (const e of [exits[0], exits[2]]) {
           const line = expectFailed(e, /^peer 1 aborted: input /);
           expect(line).toContain(badPath);
-          return stoppedWithin(e, badExit.exitAtMs, abortBoundMs);
-        });
+          stoppedWithin(e, badExit.exitAtMs, abortBoundMs);
+        }
         expect(leftovers(c.dir, c.outputs)).toEqual([]);
-        report(`3 bad input (${bad.name})`, {
-          badPeerMs: Math.round(badExit.elapsedMs),
-          othersAfterBadMs: ms,
-          message: errorLine(badExit),
-        });
       },
       runBoundMs,
     );
