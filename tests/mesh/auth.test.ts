@@ -18,8 +18,8 @@ import {
   decodeHello,
   decodeReason,
   decodeSummary,
-  encodeEmpty,
   encodeHello,
+  encodeReady,
   encodeSummary,
   encodeWelcome,
   FRAME_HEADER_BYTES,
@@ -429,7 +429,7 @@ describe("7. a fake peer breaks the protocol", () => {
         });
         await fake.events.wait("done-from-0", 5_000);
         expect(fake.doneFromPeer0).toEqual(fake.received);
-        fake.send(encodeEmpty(FrameType.Ready));
+        fake.send(encodeReady(null));
         const e = await exit;
         expect({ exitCode: e.exitCode, stderr: e.stderr }).toEqual({ exitCode: 0, stderr: "" });
         // Peer 0's output: its own share of its input plus the fake's records, in order.
