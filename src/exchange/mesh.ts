@@ -42,6 +42,11 @@ export interface MeshEvents {
   onRecords(from: number, buf: Uint8Array, offset: number, length: number): void;
 }
 
+/** Lingering ends once no peer has dialed for this many retry intervals (and at least lingerQuietMinMs). */
+const lingerQuietRetries = 4;
+const lingerQuietMinMs = 1_000;
+const lingerPollMs = 50;
+
 /** Strangers are logged at most this often (plus a count of the ones not logged). */
 const strangerLogIntervalMs = 5_000;
 
@@ -112,6 +117,8 @@ export class Mesh {
   /** Peers that have been told of our failure (ABORT on a stream, or REFUSE to their hello). */
   private readonly told = new Set<number>();
   private readonly toldAll = deferred<void>();
+  /** When the last HELLO arrived, for the linger window. */
+  private lastHelloMs = -Infinity;
   private strangersUnlogged = 0;
   /** When the mesh was fully up, for the phase log. */
   connectedAtMs = 0;
@@ -231,11 +238,22 @@ export class Mesh {
    */
   async linger(maxMs: number): Promise<void> {
     if (this.failure === null || this.listener === null || this.told.size >= this.peers - 1) return;
+    const startMs = performance.now();
     // A peer not up by our connect deadline will hit its own soon: no point waiting past it.
-    const waitMs = Math.min(maxMs, this.deadlineMs - performance.now());
-    if (waitMs <= 0) return;
+    const endMs = Math.min(startMs + maxMs, this.deadlineMs);
+    // Live peers that have not heard redial every retry interval; when none has
+    // dialed for a few intervals, the rest heard through another peer (or never started).
+    const quietMs = Math.max(lingerQuietMinMs, lingerQuietRetries * this.options.retryIntervalMs);
     let timer: Timer | undefined;
-    await Promise.race([this.toldAll.promise, new Promise((r) => (timer = setTimeout(r, waitMs)))]);
+    const quiet = new Promise<void>((resolve) => {
+      const poll = () => {
+        const now = performance.now();
+        if (now >= endMs || now - Math.max(startMs, this.lastHelloMs) >= quietMs) resolve();
+        else timer = setTimeout(poll, lingerPollMs);
+      };
+      poll();
+    });
+    await Promise.race([this.toldAll.promise, quiet]);
     clearTimeout(timer);
   }
 
@@ -478,6 +496,8 @@ export class Mesh {
 
   private accept(socket: Socket<SocketHandler>): void {
     this.handshakes.add(socket);
+    // Read now: once the socket has closed Bun no longer knows it.
+    const remote = `${socket.remoteAddress ?? "?"}`;
     const nonce = newNonce();
     let hello: ReturnType<typeof decodeHello> | null = null;
     let dropped = false;
@@ -488,7 +508,7 @@ export class Mesh {
       this.handshakes.delete(socket);
       if (refuse !== null) socket.write(encodeReason(FrameType.Refuse, refuse, 2));
       socket.end();
-      this.logStranger(`dropped a connection from ${socket.remoteAddress ?? "?"}: ${why}`);
+      this.logStranger(`dropped a connection from ${remote}: ${why}`);
     };
     const timer = setTimeout(
       () => drop(`no valid hello within ${this.options.helloTimeoutMs} ms`, null),
@@ -500,6 +520,7 @@ export class Mesh {
         onControl: (type, payload) => {
           if (type === FrameType.Hello) {
             hello = decodeHello(payload);
+            this.lastHelloMs = performance.now();
             if (this.failure !== null && hello.senderId < this.peers) {
               // We already failed: tell this peer why, so it stops now too.
               dropped = true;
@@ -713,6 +734,10 @@ export class Mesh {
             `no traffic from peer ${peer.serverId} (${endpoint(peer)}) for ${this.options.idleTimeoutMs} ms`,
           ),
         );
+        // Nothing queued for a silent peer will drain: close both directions now so
+        // closing the mesh does not wait on them.
+        this.out[peer.serverId]?.conn.close();
+        this.in[peer.serverId]?.conn.close();
         return;
       }
       if (now - s.conn.lastSentMs > pingAfterMs && s.conn.queuedFrames === 0) s.conn.send(ping);
