@@ -3,7 +3,16 @@
  * fsynced, and renamed into place only when the whole mesh agrees (commit). The
  * output path never holds a partial file; a failed run removes the temp file.
  */
-import { closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { assert, NetsortError, UsageError } from "../errors.ts";
 
@@ -14,6 +23,7 @@ function reasonOf(error: unknown): string {
   if (code === "EFBIG") return "file too large";
   if (code === "EACCES" || code === "EPERM") return "permission denied";
   if (code === "ENOENT") return "directory does not exist";
+  if (code === "EROFS") return "read-only file system";
   return code ?? String(error);
 }
 
@@ -31,6 +41,40 @@ export function removeLiveTempFiles(): void {
   liveTempFiles.clear();
 }
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * A peer killed with SIGKILL cannot remove its temp file. The next run for the
+ * same output removes temp files of that output whose process is gone (on this
+ * machine: the pid is in the name, and the file sits beside the output).
+ */
+function removeStaleTempFiles(dir: string, base: string): void {
+  const prefix = `.${base}.netsort-`;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith(".tmp")) continue;
+    const pid = Number(name.slice(prefix.length, -".tmp".length));
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
+    try {
+      unlinkSync(join(dir, name));
+    } catch {
+      // someone else removed it
+    }
+  }
+}
+
 export class DurableWriter {
   readonly tempPath: string;
   private fd: number;
@@ -46,6 +90,7 @@ export class DurableWriter {
         throw new UsageError(`output ${path}: is a directory`);
       }
       this.fd = openSync(this.tempPath, "w", 0o644);
+      removeStaleTempFiles(dir, basename(path));
     } catch (error) {
       if (error instanceof UsageError) throw error;
       throw new UsageError(`output ${path}: cannot write in ${dir} (${reasonOf(error)})`);

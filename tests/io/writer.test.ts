@@ -189,3 +189,29 @@ try {
     expect(fs.readdirSync(dir)).toEqual([]);
   });
 });
+
+describe("stale temp files", () => {
+  test("a temp file of a dead process for the same output is removed; a live one's and other outputs' stay", async () => {
+    const { mkdtempSync, writeFileSync, existsSync, rmSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const { DurableWriter } = await import("../../src/io/writer.ts");
+    const dir = mkdtempSync(join(tmpdir(), "netsort-stale-"));
+    try {
+      const dead = Bun.spawnSync(["true"]).pid; // exited: its pid is (almost surely) free now
+      const staleSame = join(dir, `.out.dat.netsort-${dead}.tmp`);
+      const liveSame = join(dir, `.out.dat.netsort-${process.ppid}.tmp`);
+      const staleOther = join(dir, `.other.dat.netsort-${dead}.tmp`);
+      for (const f of [staleSame, liveSame, staleOther]) writeFileSync(f, "x");
+      const w = new DurableWriter(join(dir, "out.dat"));
+      w.discard();
+      expect([existsSync(staleSame), existsSync(liveSame), existsSync(staleOther)]).toEqual([
+        false,
+        true,
+        true,
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
