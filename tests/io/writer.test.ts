@@ -191,12 +191,10 @@ try {
 });
 
 describe("stale temp files", () => {
-  test("a temp file of a dead process for the same output is removed; a live one's and other outputs' stay", async () => {
-    const { mkdtempSync, writeFileSync, existsSync, rmSync } = await import("node:fs");
-    const { join } = await import("node:path");
-    const { tmpdir } = await import("node:os");
-    const { DurableWriter } = await import("../../src/io/writer.ts");
-    const dir = mkdtempSync(join(tmpdir(), "netsort-stale-"));
+  test("a temp file of a dead process for the same output is removed; a live one's and other outputs' stay", () => {
+    const { existsSync, writeFileSync } = fs;
+    const { join } = path;
+    const dir = fs.mkdtempSync(join(os.tmpdir(), "netsort-stale-"));
     try {
       const dead = Bun.spawnSync(["true"]).pid; // exited: its pid is (almost surely) free now
       const staleSame = join(dir, `.out.dat.netsort-${dead}.tmp`);
@@ -211,7 +209,7 @@ describe("stale temp files", () => {
         true,
       ]);
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
