@@ -7,10 +7,12 @@
  * citty would call "0" an unknown command, so a numeric first argument is routed
  * to `sort` here.
  */
-import { type CommandDef, renderUsage, runCommand } from "citty";
+import type { CommandDef } from "citty";
 import pkg from "../../package.json" with { type: "json" };
 import { EXIT_RUNTIME, EXIT_USAGE, errorMessage, NetsortError } from "../errors.ts";
-import { isVerbose, log, setLogLevel } from "../log.ts";
+
+// citty and consola are loaded only when a command runs: `--version` and `--help`
+// stay fast (startup is mostly module loading).
 
 // biome-ignore lint/suspicious/noExplicitAny: commands have differing arg shapes
 type AnyCommand = CommandDef<any>;
@@ -66,8 +68,6 @@ function mainUsage(): string {
 /** Run the CLI with `argv` (without the program name); resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
   let rawArgs = argv;
-  if (rawArgs.includes("--verbose") || rawArgs.includes("-v")) setLogLevel("verbose");
-  else if (rawArgs.includes("--quiet") || rawArgs.includes("-q")) setLogLevel("quiet");
   const first = rawArgs[0];
   if (first === undefined || first === "--help" || first === "-h" || first === "help") {
     console.log(mainUsage());
@@ -77,6 +77,10 @@ export async function main(argv: string[]): Promise<number> {
     console.log(mainMeta.version);
     return 0;
   }
+  const { isVerbose, log, setLogLevel } = await import("../log.ts");
+  if (rawArgs.includes("--verbose") || rawArgs.includes("-v")) setLogLevel("verbose");
+  else if (rawArgs.includes("--quiet") || rawArgs.includes("-q")) setLogLevel("quiet");
+  const { renderUsage, runCommand } = await import("citty");
   if (/^\d+$/.test(first)) rawArgs = ["sort", ...rawArgs];
   const name = rawArgs[0];
   const load = commands[name];
