@@ -283,21 +283,33 @@ function describeCheck(check: CheckResult): string {
   return parts.join("; ");
 }
 
-function peerFailure(run: ClusterRun): string | null {
-  const failed = run.peers.filter((p) => p.exitCode !== 0 || p.timings === null);
-  if (failed.length === 0) return null;
-  return failed
-    .map((p) => {
-      const last = p.output.trim().split("\n").at(-1) ?? "";
-      return `peer ${p.id} exited ${p.exitCode}${last === "" ? "" : `: ${last}`}`;
-    })
-    .join("; ");
-}
-
 /** Peers run under `/usr/bin/time -f` (when it exists) so that bench learns their CPU time. */
 const cpuTag = "netsort-bench-cpu";
 const timeWrapper = existsSync("/usr/bin/time") ? ["/usr/bin/time", "-f", `${cpuTag} %U %S`] : [];
 const cpuLine = new RegExp(`^${cpuTag} ([0-9.]+) ([0-9.]+)$`, "m");
+
+/** The peer's own last words: its last log line, not the lines /usr/bin/time adds. */
+function lastWords(output: string): string {
+  const lines = output
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line !== "" && !line.startsWith(cpuTag) && !line.startsWith("Command exited with"));
+  return lines.findLast((line) => /error/i.test(line)) ?? lines.at(-1) ?? "";
+}
+
+function peerFailure(run: ClusterRun): string | null {
+  const failed = run.peers.filter((p) => p.exitCode !== 0 || p.timings === null);
+  if (failed.length === 0) return null;
+  // Peers usually repeat the root cause another peer told them: say each reason once.
+  const byReason = new Map<string, number[]>();
+  for (const p of failed) {
+    const reason = `exited ${p.exitCode}${lastWords(p.output) === "" ? "" : `: ${lastWords(p.output)}`}`;
+    byReason.set(reason, [...(byReason.get(reason) ?? []), p.id]);
+  }
+  return [...byReason]
+    .map(([reason, ids]) => `peer${ids.length > 1 ? "s" : ""} ${ids.join(",")} ${reason}`)
+    .join("; ");
+}
 
 function phasesOf(run: ClusterRun): PeerPhases[] {
   return run.peers.map((p) => {
@@ -425,26 +437,29 @@ export async function measureStartup(
   mkdirSync(meshDir, { recursive: true });
   const inputs = Array.from({ length: startupMeshPeers }, (_, id) => join(meshDir, `input-${id}.dat`));
   const outputs = Array.from({ length: startupMeshPeers }, (_, id) => join(meshDir, `output-${id}.dat`));
-  for (const [id, file] of inputs.entries())
-    await generate({ file, bytes: RECORD_BYTES, seed: 1 + id, kind: "uniform" });
   const meshRuns: number[] = [];
-  for (let i = 0; i < startupMeshRuns; i++) {
-    removeFiles(outputs);
-    const config = writeLocalConfig(meshDir, startupMeshPeers);
-    const run = await runLocalCluster({ config, inputs, outputs, command, staggerMs: 0 });
-    const failure = peerFailure(run);
-    if (failure !== null) throw new NetsortError(`bench: the 1-record mesh failed: ${failure}`);
-    if (i === 0) {
-      const check = await checkFiles(outputs, inputs);
-      if (!check.valid)
-        throw new NetsortError(`bench: the 1-record mesh output is wrong: ${describeCheck(check)}`);
+  try {
+    for (const [id, file] of inputs.entries())
+      await generate({ file, bytes: RECORD_BYTES, seed: 1 + id, kind: "uniform" });
+    for (let i = 0; i < startupMeshRuns; i++) {
+      removeFiles(outputs);
+      const config = writeLocalConfig(meshDir, startupMeshPeers);
+      const run = await runLocalCluster({ config, inputs, outputs, command, staggerMs: 0 });
+      const failure = peerFailure(run);
+      if (failure !== null) throw new NetsortError(`bench: the 1-record mesh failed: ${failure}`);
+      if (i === 0) {
+        const check = await checkFiles(outputs, inputs);
+        if (!check.valid)
+          throw new NetsortError(`bench: the 1-record mesh output is wrong: ${describeCheck(check)}`);
+      }
+      meshRuns.push(run.wallMs);
     }
-    meshRuns.push(run.wallMs);
+  } finally {
+    rmSync(meshDir, { recursive: true, force: true });
   }
   progress(
     `startup: 1-record mesh of ${startupMeshPeers} peers median ${Math.round(median(meshRuns))} ms over ${startupMeshRuns} runs`,
   );
-  rmSync(meshDir, { recursive: true, force: true });
   return {
     versionMs: { median: median(versionRuns), runs: versionRuns },
     meshMs: { median: median(meshRuns), runs: meshRuns },
@@ -455,6 +470,97 @@ export async function measureStartup(
 function freeBytes(dir: string): number {
   const s = statfsSync(dir);
   return s.bavail * s.bsize;
+}
+
+/** Generate, warm, run netsort (and C) `opts.runs` times, verify the first outputs; fills `report`. */
+async function measureSorts(
+  opts: BenchOptions,
+  report: BenchReport,
+  inputs: string[],
+  outputs: string[],
+  cOutput: string,
+): Promise<void> {
+  const { bytesPerPeer, totalBytes } = report;
+  const g0 = performance.now();
+  for (const [id, file] of inputs.entries())
+    await generate({ file, bytes: bytesPerPeer, seed: 1 + id, kind: opts.kind });
+  report.generateMs = performance.now() - g0;
+  const w0 = performance.now();
+  warmPageCache(inputs);
+  report.warmMs = performance.now() - w0;
+  opts.progress(
+    `generated ${opts.peers} inputs in ${Math.round(report.generateMs)} ms, page cache warmed in ${Math.round(report.warmMs)} ms`,
+  );
+
+  const cRuns: CRun[] = [];
+  let cVerified = false;
+  for (let run = 1; run <= opts.runs; run++) {
+    const loadAverage = os.loadavg()[0];
+    const cluster = await runNetsortOnce(opts, inputs, outputs);
+    if (run === 1) {
+      const check = await checkFiles(outputs, inputs);
+      if (!check.valid) throw new NetsortError(`bench: netsort output is INVALID: ${describeCheck(check)}`);
+      report.verified = true;
+    }
+    const result: NetsortRun = {
+      run,
+      wallMs: cluster.wallMs,
+      mbPerSec: mbPerSec(totalBytes, cluster.wallMs),
+      cpuMs: 0,
+      loadAverage,
+      peers: phasesOf(cluster),
+    };
+    result.cpuMs = result.peers.some((p) => p.cpuUserMs < 0)
+      ? -1
+      : result.peers.reduce((sum, p) => sum + p.cpuUserMs + p.cpuSystemMs, 0);
+    report.netsortRuns.push(result);
+    opts.progress(formatRunLine(result));
+    removeFiles(outputs);
+    if (opts.cBaseline !== null) {
+      const c = await runCOnce(opts.cBaseline, inputs, cOutput);
+      if (run === 1) {
+        const check = await checkFiles([cOutput], inputs);
+        if (!check.valid)
+          throw new NetsortError(`bench: C baseline output is INVALID: ${describeCheck(check)}`);
+        cVerified = true;
+      }
+      const cRun: CRun = {
+        run,
+        wallMs: c.wallMs,
+        mbPerSec: mbPerSec(totalBytes, c.wallMs),
+        cpuUserMs: c.cpuUserMs,
+        cpuSystemMs: c.cpuSystemMs,
+        phases: c.phases,
+      };
+      cRuns.push(cRun);
+      opts.progress(
+        `C   ${String(run).padStart(2)}  wall ${String(Math.round(c.wallMs)).padStart(6)} ms  ${cRun.mbPerSec.toFixed(1).padStart(7)} MB/s  cpu ${Math.round(c.cpuUserMs + c.cpuSystemMs)} ms`,
+      );
+      rmSync(cOutput, { force: true });
+    }
+  }
+  const wallMs = median(report.netsortRuns.map((r) => r.wallMs));
+  report.median = {
+    wallMs,
+    mbPerSec: mbPerSec(totalBytes, wallMs),
+    cpuMs: median(report.netsortRuns.map((r) => r.cpuMs)),
+    peers: summarisePeers(report.netsortRuns, bytesPerPeer),
+  };
+  if (opts.cBaseline !== null) {
+    const cWallMs = median(cRuns.map((r) => r.wallMs));
+    const cCpuMs = median(cRuns.map((r) => r.cpuUserMs + r.cpuSystemMs));
+    const cpuMs = report.median.cpuMs;
+    const phases: Record<string, number> = {};
+    for (const key of Object.keys(cRuns[0].phases)) phases[key] = median(cRuns.map((r) => r.phases[key]));
+    report.c = {
+      command: opts.cBaseline,
+      verified: cVerified,
+      runs: cRuns,
+      median: { wallMs: cWallMs, mbPerSec: mbPerSec(totalBytes, cWallMs), cpuMs: cCpuMs, phases },
+      ratio: wallMs / cWallMs,
+      cpuRatio: cpuMs < 0 || cCpuMs <= 0 ? -1 : cpuMs / cCpuMs,
+    };
+  }
 }
 
 export async function runBench(opts: BenchOptions): Promise<BenchReport> {
@@ -491,87 +597,12 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     const inputs = Array.from({ length: opts.peers }, (_, id) => join(opts.dir, `input-${id}.dat`));
     const outputs = Array.from({ length: opts.peers }, (_, id) => join(opts.dir, `output-${id}.dat`));
     const cOutput = join(opts.dir, "output-c.dat");
-    const g0 = performance.now();
-    for (const [id, file] of inputs.entries())
-      await generate({ file, bytes: bytesPerPeer, seed: 1 + id, kind: opts.kind });
-    report.generateMs = performance.now() - g0;
-    const w0 = performance.now();
-    warmPageCache(inputs);
-    report.warmMs = performance.now() - w0;
-    opts.progress(
-      `generated ${opts.peers} inputs in ${Math.round(report.generateMs)} ms, page cache warmed in ${Math.round(report.warmMs)} ms`,
-    );
-
-    const cRuns: CRun[] = [];
-    let cVerified = false;
-    for (let run = 1; run <= opts.runs; run++) {
-      const loadAverage = os.loadavg()[0];
-      const cluster = await runNetsortOnce(opts, inputs, outputs);
-      if (run === 1) {
-        const check = await checkFiles(outputs, inputs);
-        if (!check.valid) throw new NetsortError(`bench: netsort output is INVALID: ${describeCheck(check)}`);
-        report.verified = true;
-      }
-      const result: NetsortRun = {
-        run,
-        wallMs: cluster.wallMs,
-        mbPerSec: mbPerSec(totalBytes, cluster.wallMs),
-        cpuMs: 0,
-        loadAverage,
-        peers: phasesOf(cluster),
-      };
-      result.cpuMs = result.peers.some((p) => p.cpuUserMs < 0)
-        ? -1
-        : result.peers.reduce((sum, p) => sum + p.cpuUserMs + p.cpuSystemMs, 0);
-      report.netsortRuns.push(result);
-      opts.progress(formatRunLine(result));
-      removeFiles(outputs);
-      if (opts.cBaseline !== null) {
-        const c = await runCOnce(opts.cBaseline, inputs, cOutput);
-        if (run === 1) {
-          const check = await checkFiles([cOutput], inputs);
-          if (!check.valid)
-            throw new NetsortError(`bench: C baseline output is INVALID: ${describeCheck(check)}`);
-          cVerified = true;
-        }
-        const cRun: CRun = {
-          run,
-          wallMs: c.wallMs,
-          mbPerSec: mbPerSec(totalBytes, c.wallMs),
-          cpuUserMs: c.cpuUserMs,
-          cpuSystemMs: c.cpuSystemMs,
-          phases: c.phases,
-        };
-        cRuns.push(cRun);
-        opts.progress(
-          `C   ${String(run).padStart(2)}  wall ${String(Math.round(c.wallMs)).padStart(6)} ms  ${cRun.mbPerSec.toFixed(1).padStart(7)} MB/s  cpu ${Math.round(c.cpuUserMs + c.cpuSystemMs)} ms`,
-        );
-        rmSync(cOutput, { force: true });
-      }
+    try {
+      await measureSorts(opts, report, inputs, outputs, cOutput);
+    } finally {
+      // Also in a user's --dir, also on failure; writeLocalConfig wrote cluster.yaml there.
+      removeFiles([...inputs, ...outputs, cOutput, join(opts.dir, "cluster.yaml")]);
     }
-    const wallMs = median(report.netsortRuns.map((r) => r.wallMs));
-    report.median = {
-      wallMs,
-      mbPerSec: mbPerSec(totalBytes, wallMs),
-      cpuMs: median(report.netsortRuns.map((r) => r.cpuMs)),
-      peers: summarisePeers(report.netsortRuns, bytesPerPeer),
-    };
-    if (opts.cBaseline !== null) {
-      const cWallMs = median(cRuns.map((r) => r.wallMs));
-      const cCpuMs = median(cRuns.map((r) => r.cpuUserMs + r.cpuSystemMs));
-      const cpuMs = report.median.cpuMs;
-      const phases: Record<string, number> = {};
-      for (const key of Object.keys(cRuns[0].phases)) phases[key] = median(cRuns.map((r) => r.phases[key]));
-      report.c = {
-        command: opts.cBaseline,
-        verified: cVerified,
-        runs: cRuns,
-        median: { wallMs: cWallMs, mbPerSec: mbPerSec(totalBytes, cWallMs), cpuMs: cCpuMs, phases },
-        ratio: wallMs / cWallMs,
-        cpuRatio: cpuMs < 0 || cCpuMs <= 0 ? -1 : cpuMs / cCpuMs,
-      };
-    }
-    removeFiles([...inputs, ...outputs, cOutput]);
   }
   if (opts.startup) report.startup = await measureStartup(opts.netsort.command, opts.dir, opts.progress);
   return report;
