@@ -46,6 +46,15 @@ export interface MeshEvents {
 const lingerQuietRetries = 4;
 const lingerQuietMinMs = 1_000;
 const lingerPollMs = 50;
+/** A gap between ticks this many tick periods long means this process stalled (CPU starved or blocked). */
+const stallTicks = 3;
+/** A dialer waits this many hello timeouts for WELCOME: the listener may be a busy peer, not a stranger. */
+const welcomeWaitHelloTimeouts = 5;
+
+interface Deadline {
+  atMs: number;
+  fire: () => void;
+}
 
 /** Strangers are logged at most this often (plus a count of the ones not logged). */
 const strangerLogIntervalMs = 5_000;
@@ -106,6 +115,14 @@ export class Mesh {
   private listener: TCPSocketListener<SocketHandler> | null = null;
   private readonly handshakes = new Set<Socket<SocketHandler>>();
   private ticker: Timer | null = null;
+  private started = false;
+  /** Tick period: a quarter of the idle timeout, at most 250 ms. */
+  private readonly tickMs: number;
+  private lastTickMs = 0;
+  /** Idle clocks restart here after this process stalled (it could not have heard anyone). */
+  private forgiveFromMs = 0;
+  /** Hello waits, checked by tick() so a stall of this process does not count against a peer. */
+  private readonly deadlines = new Set<Deadline>();
   private readonly deadlineMs: number;
   private failure: NetsortError | null = null;
   private readonly failedDeferred = deferred<never>();
@@ -134,6 +151,7 @@ export class Mesh {
     this.out = config.servers.map((s) => (s.serverId === serverId ? null : new OutStream(s)));
     this.in = config.servers.map(() => null);
     this.deadlineMs = performance.now() + options.connectTimeoutMs;
+    this.tickMs = Math.max(10, Math.min(250, options.idleTimeoutMs / 4));
     // Nobody waits on these in every path; keep an unobserved rejection from crashing the process.
     for (const d of [this.failedDeferred, this.connected, this.allDone, this.committed])
       d.promise.catch(() => {});
@@ -168,18 +186,36 @@ export class Mesh {
           error: (socket, error) => socket.data?.onClose(errorMessage(error)),
         },
       });
+      this.startTicker(); // hello timeouts of accepted sockets
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? errorMessage(error);
       throw new UsageError(`cannot listen on ${endpoint(this.self)} (peer ${this.self.serverId}): ${code}`);
     }
   }
 
-  /** Start dialing every other peer, and the timers. */
+  /** Start dialing every other peer. */
   start(): void {
     if (this.peers === 1) return;
+    this.started = true;
+    this.startTicker();
     for (const out of this.out) if (out !== null) this.dial(out);
-    const tickMs = Math.max(10, Math.min(250, this.options.idleTimeoutMs / 4));
-    this.ticker = setInterval(() => this.tick(), tickMs);
+  }
+
+  private startTicker(): void {
+    if (this.ticker !== null) return;
+    this.lastTickMs = performance.now();
+    this.ticker = setInterval(() => this.tick(), this.tickMs);
+  }
+
+  /** Run `fire` after `ms` of our own responsive time (see tick: stalls do not count). */
+  private after(ms: number, fire: () => void): Deadline {
+    const deadline = { atMs: performance.now() + ms, fire };
+    this.deadlines.add(deadline);
+    return deadline;
+  }
+
+  private cancel(deadline: Deadline | undefined): void {
+    if (deadline !== undefined) this.deadlines.delete(deadline);
   }
 
   /** Resolves when every outgoing and incoming stream has finished its hello. */
@@ -280,6 +316,7 @@ export class Mesh {
     this.finished = true;
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
+    this.deadlines.clear();
     const conns = [...this.out, ...this.in].filter((s) => s !== null).map((s) => s.conn);
     const flushed = Promise.all(conns.map((c) => c.whenFlushed()));
     let timer: Timer | undefined;
@@ -299,11 +336,11 @@ export class Mesh {
     const peer = out.peer;
     const nonce = newNonce();
     let settled = false;
-    let helloTimer: Timer | undefined;
+    let helloTimer: Deadline | undefined;
     const retry = (why: string) => {
       if (settled) return;
       settled = true;
-      clearTimeout(helloTimer);
+      this.cancel(helloTimer);
       if (this.failure !== null || this.finished) return;
       if (performance.now() >= this.deadlineMs) return; // the connect deadline in tick() reports it
       log.debug(`peer ${peer.serverId} at ${endpoint(peer)} not up yet (${why}); retrying`);
@@ -315,7 +352,7 @@ export class Mesh {
         onControl: (type, payload) => {
           if (type === FrameType.Refuse || type === FrameType.Abort) {
             settled = true;
-            clearTimeout(helloTimer);
+            this.cancel(helloTimer);
             // A peer reporting its own abort needs no telling; one that merely refused our hello does.
             if (abortedPrefix.test(decodeReason(payload))) this.markTold(peer.serverId);
             this.fail(this.refusal(peer, payload));
@@ -323,7 +360,7 @@ export class Mesh {
           }
           const welcome = decodeWelcome(payload);
           settled = true;
-          clearTimeout(helloTimer);
+          this.cancel(helloTimer);
           decoder.stop();
           this.completeDial(out, socket, welcome, nonce);
         },
@@ -366,10 +403,11 @@ export class Mesh {
           });
           const wrote = s.write(hello);
           if (wrote !== hello.length) s.end();
-          helloTimer = setTimeout(() => {
+          const waitMs = this.options.helloTimeoutMs * welcomeWaitHelloTimeouts;
+          helloTimer = this.after(waitMs, () => {
             s.end();
-            retry(`no answer to hello within ${this.options.helloTimeoutMs} ms`);
-          }, this.options.helloTimeoutMs);
+            retry(`no answer to hello within ${waitMs} ms`);
+          });
         },
         data: (s, chunk) => s.data.onData(chunk),
         drain: (s) => s.data.onDrain(),
@@ -504,15 +542,14 @@ export class Mesh {
     const drop = (why: string, refuse: string | null) => {
       if (dropped) return;
       dropped = true;
-      clearTimeout(timer);
+      this.cancel(timer);
       this.handshakes.delete(socket);
       if (refuse !== null) socket.write(encodeReason(FrameType.Refuse, refuse, 2));
       socket.end();
       this.logStranger(`dropped a connection from ${remote}: ${why}`);
     };
-    const timer = setTimeout(
-      () => drop(`no valid hello within ${this.options.helloTimeoutMs} ms`, null),
-      this.options.helloTimeoutMs,
+    const timer = this.after(this.options.helloTimeoutMs, () =>
+      drop(`no valid hello within ${this.options.helloTimeoutMs} ms`, null),
     );
     const decoder = new FrameDecoder(
       {
@@ -524,7 +561,7 @@ export class Mesh {
             if (this.failure !== null && hello.senderId < this.peers) {
               // We already failed: tell this peer why, so it stops now too.
               dropped = true;
-              clearTimeout(timer);
+              this.cancel(timer);
               this.handshakes.delete(socket);
               socket.write(this.abortFrame(FrameType.Refuse));
               socket.end();
@@ -572,7 +609,7 @@ export class Mesh {
     const open = (h: ReturnType<typeof decodeHello>) => {
       opened = true;
       decoder.stop();
-      clearTimeout(timer);
+      this.cancel(timer);
       this.handshakes.delete(socket);
       this.openInStream(socket, h.senderId);
     };
@@ -709,8 +746,24 @@ export class Mesh {
 
   /** Timers in one place: connect deadline, idle streams, keep-alive pings. */
   private tick(): void {
-    if (this.failure !== null || this.finished) return;
+    if (this.finished) return;
     const now = performance.now();
+    const gapMs = now - this.lastTickMs;
+    this.lastTickMs = now;
+    if (gapMs > stallTicks * this.tickMs) {
+      // This process stalled (starved of CPU, or busy): peers' bytes and hellos may be
+      // sitting unread in the kernel. Do not count the stall against them.
+      for (const d of this.deadlines) d.atMs += gapMs;
+      this.forgiveFromMs = now;
+      log.debug(`event loop stalled for ${Math.round(gapMs)} ms; idle and hello clocks restarted`);
+    }
+    for (const d of [...this.deadlines]) {
+      if (now >= d.atMs) {
+        this.deadlines.delete(d);
+        d.fire();
+      }
+    }
+    if (this.failure !== null || !this.started) return;
     if (this.connectedAtMs === 0 && now >= this.deadlineMs) {
       const missing = this.options.config.servers.filter(
         (_s, i) => i !== this.self.serverId && (this.out[i]?.state === "dialing" || this.in[i] === null),
@@ -728,7 +781,7 @@ export class Mesh {
     for (const s of [...this.out, ...this.in]) {
       if (s === null || s.conn.socket === null || s.conn.closed) continue;
       const peer = s.peer;
-      if (now - s.conn.lastReceivedMs > this.options.idleTimeoutMs) {
+      if (now - Math.max(s.conn.lastReceivedMs, this.forgiveFromMs) > this.options.idleTimeoutMs) {
         this.fail(
           new NetsortError(
             `no traffic from peer ${peer.serverId} (${endpoint(peer)}) for ${this.options.idleTimeoutMs} ms`,
