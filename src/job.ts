@@ -18,6 +18,14 @@ import { decodePart, globalVerdict, type PeerPart, PeerValidation } from "./vali
 
 /** The sort loop gives the event loop a turn at least this often, so pings and ABORTs flow. */
 const maxBusyMs = 50;
+/**
+ * Bun hands every socket read to us in a freshly allocated buffer. Left to the
+ * garbage collector's own pace, received data keeps landing in fresh pages (a
+ * page fault per 4 KiB, measured ~33k faults per peer for 128 MB received); a
+ * quick collection this often lets the allocator reuse the chunks we are done
+ * with and halved the faults and the system time.
+ */
+const gcEveryReceivedBytes = 16 * 1024 * 1024;
 /** A progress line is logged this often during long phases. */
 const progressIntervalMs = 5_000;
 
@@ -38,6 +46,7 @@ const abortLingerMs = 2_000;
  * naming us, instead of at their connect timeout.
  */
 async function abortEarly(options: SortOptions, error: unknown): Promise<never> {
+  const receivedSinceGcBytes = 0;
   const mesh = new Mesh(options, { onRecords: () => {} });
   try {
     mesh.listen();
@@ -86,8 +95,16 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
     rangeEnd: rangeEnd(serverId, peers),
     expectedRecords: Math.ceil(inputBytes / RECORD_BYTES),
   });
+  let receivedSinceGcBytes = 0;
   const mesh = new Mesh(options, {
-    onRecords: (_from, buf, offset, length) => store.add(buf, offset, length),
+    onRecords: (_from, buf, offset, length) => {
+      store.add(buf, offset, length);
+      receivedSinceGcBytes += length;
+      if (receivedSinceGcBytes >= gcEveryReceivedBytes) {
+        receivedSinceGcBytes = 0;
+        Bun.gc(false);
+      }
+    },
   });
   const partitioner = new Partitioner(serverId, mesh.out, (buf, offset, length) =>
     store.add(buf, offset, length),
