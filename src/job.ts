@@ -46,7 +46,6 @@ const abortLingerMs = 2_000;
  * naming us, instead of at their connect timeout.
  */
 async function abortEarly(options: SortOptions, error: unknown): Promise<never> {
-  const receivedSinceGcBytes = 0;
   const mesh = new Mesh(options, { onRecords: () => {} });
   try {
     mesh.listen();
