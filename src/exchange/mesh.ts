@@ -48,6 +48,9 @@ const lingerQuietMinMs = 1_000;
 const lingerPollMs = 50;
 /** A gap between ticks this many tick periods long means this process stalled (CPU starved or blocked). */
 const stallTicks = 3;
+/** The first few dial retries wait only this long, so a mesh started together is up fast. */
+const fastRetries = 4;
+const fastRetryMs = 50;
 /** A dialer waits this many hello timeouts for WELCOME: the listener may be a busy peer, not a stranger. */
 const welcomeWaitHelloTimeouts = 5;
 
@@ -344,7 +347,14 @@ export class Mesh {
       if (this.failure !== null || this.finished) return;
       if (performance.now() >= this.deadlineMs) return; // the connect deadline in tick() reports it
       log.debug(`peer ${peer.serverId} at ${endpoint(peer)} not up yet (${why}); retrying`);
-      setTimeout(() => this.dial(out), this.options.retryIntervalMs);
+      // Peers started together are usually a few ms from listening: the first
+      // retries come sooner, then every --retry-ms.
+      out.dialAttempts++;
+      const waitMs =
+        out.dialAttempts <= fastRetries
+          ? Math.min(fastRetryMs, this.options.retryIntervalMs)
+          : this.options.retryIntervalMs;
+      setTimeout(() => this.dial(out), waitMs);
     };
     const decoder = new FrameDecoder(
       {

@@ -28,6 +28,8 @@ export class OutStream {
   digest = 0;
   doneSent = false;
   readySent = false;
+  /** Failed dial attempts so far (the first few retry sooner). */
+  dialAttempts = 0;
   /** Set when the mesh fails: waiters wake and the partitioner stops. */
   stopped = false;
   private readonly free: Uint8Array[] = [];
