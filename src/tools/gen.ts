@@ -16,6 +16,8 @@ export type GenKind = (typeof GEN_KINDS)[number];
 
 export const defaultGenSeed = 1;
 export const maxGenSeed = 0xffff_ffff;
+/** Seeds the skew prefix and the dups key set: the same for every file. */
+const sharedKeysSeed = 0x5eed;
 /** `skew`: this share of records starts with the same prefix. */
 export const skewShare = 0.9;
 /** `skew`: length of the shared key prefix, in bytes (the 48 bits ownership reads). */
@@ -117,8 +119,11 @@ class RecordSource {
     this.choices = new Xoshiro128(seed, 1);
     this.kind = kind;
     const keyBytes = kind === "dups" ? dupsKeyCount * KEY_BYTES : kind === "skew" ? skewPrefixBytes : 0;
+    // The shared prefix and the duplicate key set do not depend on the seed: files
+    // made with different seeds (one per peer) skew towards the same owner and
+    // share duplicate keys, which is the hard case for a distributed sort.
     const words = new Uint32Array(Math.ceil(keyBytes / 4));
-    this.choices.fill(words, 0, words.length);
+    new Xoshiro128(sharedKeysSeed, 2).fill(words, 0, words.length);
     this.keys = new Uint8Array(words.buffer, 0, keyBytes);
   }
 

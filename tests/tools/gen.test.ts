@@ -96,6 +96,17 @@ describe("generate", () => {
     expect(countBy(data, 0, 10).size).toBe(data.length / RECORD);
   });
 
+  test("skew and dups: files made with different seeds share the prefix and the key set", async () => {
+    const [a, b] = await Promise.all([gen(100_000, 7, "skew"), gen(100_000, 8, "skew")]);
+    const top = (d: Buffer) =>
+      [...countBy(d, 0, skewPrefixBytes).entries()].sort((x, y) => y[1] - x[1])[0][0];
+    expect(top(a)).toBe(top(b));
+    const [c, d] = await Promise.all([gen(2_000_000, 7, "dups"), gen(2_000_000, 8, "dups")]);
+    const keysC = new Set(countBy(c, 0, 10).keys());
+    const shared = [...countBy(d, 0, 10).keys()].filter((k) => keysC.has(k)).length;
+    expect(shared).toBeGreaterThan(dupsKeyCount * 0.9);
+  });
+
   test("skew: about 90% of records share the first 6 key bytes, the rest do not", async () => {
     const data = await gen(3_000_000, 5, "skew");
     const records = data.length / RECORD;
