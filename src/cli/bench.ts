@@ -47,6 +47,10 @@ const args = {
     valueHint: "n",
   },
   json: { type: "boolean", description: "Print one JSON document on stdout (progress goes to stderr)" },
+  validate: {
+    type: "boolean",
+    description: "Run the peers with --validate and report its cost per peer (validate column)",
+  },
   dir: {
     type: "string",
     description: "Working directory for inputs and outputs (default: a new temp dir, removed after)",
@@ -91,6 +95,7 @@ function printReport(r: BenchReport): void {
       "exchange",
       "sort",
       "write",
+      "validate",
       "other",
       "total",
       "process",
@@ -98,7 +103,7 @@ function printReport(r: BenchReport): void {
       "peak RSS",
       "RSS/share",
     ];
-    const widths = [4, 8, 7, 9, 6, 6, 6, 7, 8, 7, 11, 10];
+    const widths = [4, 8, 7, 9, 6, 6, 9, 6, 7, 8, 7, 11, 10];
     const row = (cells: string[]) =>
       cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(" ");
     console.log(row(header));
@@ -111,6 +116,7 @@ function printReport(r: BenchReport): void {
           ms(p.exchangeMs),
           ms(p.sortMs),
           ms(p.writeMs),
+          ms(p.validateMs),
           ms(p.otherMs),
           ms(p.totalMs),
           ms(p.processMs),
@@ -196,6 +202,7 @@ export default defineCommand({
         netsort,
         cBaseline,
         startup: a.startup === true,
+        validate: a.validate === true,
         progress,
       });
       if (a.json) console.log(JSON.stringify(report, null, 2));

@@ -148,6 +148,8 @@ export interface PeerPhases {
   sortMs: number;
   /** Writing, fsync, and the rename after the commit. */
   writeMs: number;
+  /** --validate's checksums, summaries and verdict (spread over read, write and commit; 0 without it). */
+  validateMs: number;
   /** Total minus the phases above: the wait for every peer's ready, closing. */
   otherMs: number;
   /** The peer's own start to its end (not counting process startup). */
@@ -241,6 +243,8 @@ export interface BenchOptions {
   /** C baseline executable, or null to skip it. */
   cBaseline: string | null;
   startup: boolean;
+  /** Run the peers with --validate (global valsort verdict); its cost shows as validateMs. */
+  validate?: boolean;
   /** One line of progress per step (the CLI sends it to stdout or stderr). */
   progress: (line: string) => void;
 }
@@ -325,6 +329,7 @@ function phasesOf(run: ClusterRun): PeerPhases[] {
       exchangeMs,
       sortMs: t.sortMs,
       writeMs: t.writeMs,
+      validateMs: t.validateMs ?? 0,
       otherMs,
       totalMs: t.totalMs,
       processMs: p.elapsedMs,
@@ -352,6 +357,7 @@ async function runNetsortOnce(opts: BenchOptions, inputs: string[], outputs: str
     command: opts.netsort.command,
     staggerMs: 0,
     wrapper: timeWrapper,
+    extraArgs: opts.validate ? ["--validate"] : [],
   });
   const failure = peerFailure(run);
   if (failure !== null) throw new NetsortError(`bench: the sort failed: ${failure}`);
@@ -396,6 +402,7 @@ function summarisePeers(runs: NetsortRun[], bytesPerPeer: number): PeerSummary[]
     "exchangeMs",
     "sortMs",
     "writeMs",
+    "validateMs",
     "otherMs",
     "totalMs",
     "processMs",
