@@ -4,11 +4,17 @@
  * peer's range (peer 1 of 4). Each key shape runs in its own child process so its
  * peak RSS is its own; each prints the median (and best) of --runs runs.
  *
- *   bun bench/sort-micro.ts [--records N] [--runs N] [--unaligned]
+ *   bun bench/sort-micro.ts [--records N] [--runs N] [--unaligned] [--write FILE]
  *
- * Wall times on a shared 2-core machine are noisy: the CPU times (user + system
- * of this process) are printed beside them.
+ * --write FILE also writes every run to FILE as the job does (writeSync per run,
+ * fsync at the end; the file is removed after each run). The first run of each
+ * process is shown apart ("cold"): a real peer sorts once, into memory it has
+ * never touched, so the cold figures are the ones that predict a job. Each phase
+ * shows wall time, user + system CPU and minor page faults: on a shared 2-core
+ * machine CPU times are steadier than wall times, and kernel time on fresh memory
+ * is much of a peer's cost (docs/performance.md).
  */
+import { closeSync, fsyncSync, openSync, unlinkSync, writeSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { parseIntArg } from "../src/cli/args.ts";
 import { batchBytes } from "../src/limits.ts";
@@ -25,6 +31,7 @@ const { values } = parseArgs({
     runs: { type: "string", default: "5" },
     unaligned: { type: "boolean", default: false },
     keys: { type: "string" },
+    write: { type: "string" },
   },
 });
 const records = parseIntArg("--records", values.records, 1, 50_000_000);
@@ -71,36 +78,70 @@ function makeInput(shape: Shape): Uint8Array {
   return data;
 }
 
+/** One phase of one run: wall time, CPU split user/system, minor page faults. */
+interface Phase {
+  ms: number;
+  userMs: number;
+  sysMs: number;
+  faults: number;
+}
+
 interface RunFigures {
-  addMs: number;
-  addCpuMs: number;
-  sortMs: number;
-  sortCpuMs: number;
+  add: Phase;
+  sort: Phase;
+  write: Phase;
 }
 
 const lastRecord = new Uint8Array(RECORD_BYTES);
 
-function cpuMs(): number {
-  const { user, system } = process.cpuUsage();
-  return (user + system) / 1000;
+/** Phase meter: wall, CPU and minor faults since the last mark. */
+class Meter {
+  private ms = 0;
+  private user = 0;
+  private sys = 0;
+  private faults = 0;
+
+  constructor() {
+    this.mark();
+  }
+
+  mark(): void {
+    const usage = process.resourceUsage();
+    this.ms = performance.now();
+    this.user = usage.userCPUTime / 1000;
+    this.sys = usage.systemCPUTime / 1000;
+    this.faults = usage.minorPageFault;
+  }
+
+  /** Add the time since the last mark to `into`, then mark again. */
+  take(into: Phase): void {
+    const usage = process.resourceUsage();
+    into.ms += performance.now() - this.ms;
+    into.userMs += usage.userCPUTime / 1000 - this.user;
+    into.sysMs += usage.systemCPUTime / 1000 - this.sys;
+    into.faults += usage.minorPageFault - this.faults;
+    this.mark();
+  }
 }
 
-function runOnce(input: Uint8Array, batch: Uint8Array): RunFigures {
+const emptyPhase = (): Phase => ({ ms: 0, userMs: 0, sysMs: 0, faults: 0 });
+
+function runOnce(input: Uint8Array, batch: Uint8Array, writePath: string | undefined): RunFigures {
+  const figures: RunFigures = { add: emptyPhase(), sort: emptyPhase(), write: emptyPhase() };
+  const fd = writePath === undefined ? -1 : openSync(writePath, "w", 0o644);
+  const meter = new Meter();
   const store = new BucketStore({
     rangeStart: rangeStart(peer, peers),
     rangeEnd: rangeEnd(peer, peers),
     expectedRecords: records,
   });
-  const started = performance.now();
-  const startedCpu = cpuMs();
   // Batches as the exchange hands them over: copied into one reused receive buffer.
   for (let offset = 0; offset < input.length; offset += batchBytes) {
     const length = Math.min(batchBytes, input.length - offset);
     batch.set(input.subarray(offset, offset + length));
     store.add(batch, 0, length);
   }
-  const added = performance.now();
-  const addedCpu = cpuMs();
+  meter.take(figures.add);
   let seen = 0;
   for (const run of store.sortedRuns()) {
     // Cheap order check across run boundaries (the run buffer is reused, so keep
@@ -108,16 +149,21 @@ function runOnce(input: Uint8Array, batch: Uint8Array): RunFigures {
     if (seen > 0 && compareRecords(lastRecord, 0, run, 0) > 0) throw new Error("runs out of order");
     lastRecord.set(run.subarray(run.length - RECORD_BYTES));
     seen += run.length / RECORD_BYTES;
+    meter.take(figures.sort);
+    if (fd >= 0) {
+      // As src/io/writer.ts does: writeSync of each run.
+      for (let done = 0; done < run.length; ) done += writeSync(fd, run, done, run.length - done);
+      meter.take(figures.write);
+    }
   }
-  const sorted = performance.now();
-  const sortedCpu = cpuMs();
+  meter.take(figures.sort);
+  if (fd >= 0) {
+    fsyncSync(fd);
+    closeSync(fd);
+    meter.take(figures.write);
+  }
   if (seen !== records) throw new Error(`sorted ${seen} of ${records} records`);
-  return {
-    addMs: added - started,
-    addCpuMs: addedCpu - startedCpu,
-    sortMs: sorted - added,
-    sortCpuMs: sortedCpu - addedCpu,
-  };
+  return figures;
 }
 
 function median(xs: number[]): number {
@@ -129,8 +175,18 @@ function rate(ms: number): string {
   return `${(bytes / 1e6 / (ms / 1000)).toFixed(0)} MB/s`;
 }
 
-function describe(label: string, xs: number[], cpu: number[]): string {
-  return `${label} median ${median(xs).toFixed(0)} ms (cpu ${median(cpu).toFixed(0)} ms), best ${Math.min(...xs).toFixed(0)} ms; runs ${xs.map((x) => x.toFixed(0)).join(" ")}`;
+function phaseLine(label: string, first: Phase, rest: Phase[]): string {
+  const f = (p: Phase) =>
+    `${p.ms.toFixed(0)} ms (user ${p.userMs.toFixed(0)} + sys ${p.sysMs.toFixed(0)}, ${p.faults} faults)`;
+  const warm =
+    rest.length === 0
+      ? ""
+      : `; warm median ${median(rest.map((p) => p.ms)).toFixed(0)} ms (cpu ${median(
+          rest.map((p) => p.userMs + p.sysMs),
+        ).toFixed(
+          0,
+        )}, faults ${median(rest.map((p) => p.faults))}), runs ${rest.map((p) => p.ms.toFixed(0)).join(" ")}`;
+  return `  ${label.padEnd(5)} cold ${f(first)}${warm}`;
 }
 
 function benchShape(shape: Shape): void {
@@ -141,26 +197,39 @@ function benchShape(shape: Shape): void {
     : batchBuffer.subarray(0, batchBytes);
   const figures: RunFigures[] = [];
   for (let i = 0; i < runs; i++) {
-    figures.push(runOnce(input, batch));
+    figures.push(runOnce(input, batch, values.write));
+    if (values.write !== undefined) unlinkSync(values.write); // as bench does between runs
     Bun.gc(true);
   }
-  const addMs = figures.map((f) => f.addMs);
-  const sortMs = figures.map((f) => f.sortMs);
   const peakRss = process.resourceUsage().maxRSS * 1024;
+  const [first, ...rest] = figures;
   console.log(shape === "skewed" ? "skewed (90% share a 6-byte prefix):" : "uniform:");
   console.log(
-    `  add   ${rate(median(addMs))} (best ${rate(Math.min(...addMs))}); ${describe(
-      "",
-      addMs,
-      figures.map((f) => f.addCpuMs),
-    )}`,
+    phaseLine(
+      "add",
+      first.add,
+      rest.map((f) => f.add),
+    ),
   );
   console.log(
-    `  sort  ${(((records / median(sortMs)) * 1000) / 1e6).toFixed(2)} M records/s; ${describe(
-      "",
-      sortMs,
-      figures.map((f) => f.sortCpuMs),
-    )}`,
+    phaseLine(
+      "sort",
+      first.sort,
+      rest.map((f) => f.sort),
+    ),
+  );
+  if (values.write !== undefined)
+    console.log(
+      phaseLine(
+        "write",
+        first.write,
+        rest.map((f) => f.write),
+      ),
+    );
+  const addMs = median(figures.map((f) => f.add.ms));
+  const sortMs = median(figures.map((f) => f.sort.ms));
+  console.log(
+    `  add ${rate(addMs)}, sort ${(((records / sortMs) * 1000) / 1e6).toFixed(2)} M records/s (medians of all runs)`,
   );
   console.log(`  peak RSS ${formatBytes(peakRss)}, of which the input held in memory: ${formatBytes(bytes)}`);
 }
@@ -177,6 +246,7 @@ if (values.keys !== undefined) {
   for (const shape of shapes) {
     const args = ["--records", String(records), "--runs", String(runs), "--keys", shape];
     if (values.unaligned) args.push("--unaligned");
+    if (values.write !== undefined) args.push("--write", values.write);
     const child = Bun.spawnSync([process.execPath, import.meta.path, ...args], {
       stdout: "inherit",
       stderr: "inherit",
