@@ -21,10 +21,10 @@
  * (8 MB each) and reuses the blocks it has read. The sort adds one run and one
  * scratch buffer of at most ~2 MiB each. Peak: about 1.1 x D.
  */
-import { dlopen, ptr } from "bun:ffi";
 import { assert } from "../errors.ts";
+import { adviseHugePages } from "../mem.ts";
 import { RECORD_BYTES, RECORD_WORDS } from "../record.ts";
-import { firstDifferentByte, sortRecords } from "./radix.ts";
+import { firstDifferentByte, sortRecordsInto } from "./radix.ts";
 
 export interface BucketStoreOptions {
   /** This peer's key range as 48-bit prefixes (first 6 key bytes as an unsigned integer): [rangeStart, rangeEnd). From record.ts rangeStart()/rangeEnd(). Doubles, exact (< 2^53). */
@@ -393,14 +393,14 @@ export class BucketStore {
       let pos = 0;
       for (let id = head; id >= 0; ) {
         const records = pool.view(id);
-        sorter.run.set(records, pos);
+        sorter.scratch.set(records, pos);
         pos += records.length;
         const next = pool.next[id];
         pool.release(id);
         id = next;
       }
       assert(pos === n * RECORD_BYTES, "list holds its record count");
-      sortRecords(sorter.run, n, sorter.scratch, bit);
+      sortRecordsInto(sorter.scratch, n, sorter.run, bit);
       sorter.yielded += n;
       yield sorter.run.subarray(0, pos);
       return;
@@ -537,35 +537,4 @@ function grow(table: Int32Array): Int32Array {
   const bigger: Int32Array = new Int32Array(table.length * 2);
   bigger.set(table);
   return bigger;
-}
-
-// Linux: ask for transparent huge pages on the slabs (madvise MADV_HUGEPAGE, THP
-// is in "madvise" mode here). First-touching fresh memory in this VM costs about
-// 2.6 ms per MB with 4 KiB pages and 0.15-0.75 ms per MB with 2 MiB pages, and the
-// slabs are first touched inside add(), on the receive path. Best effort: without
-// bun:ffi or libc the slabs just use normal pages.
-const MADV_HUGEPAGE = 14;
-const HUGE_PAGE_BYTES = 2 * 1024 * 1024;
-let madvise: ((address: number, length: number, advice: number) => number) | null | undefined;
-
-function adviseHugePages(buf: Uint8Array): void {
-  if (madvise === undefined) madvise = loadMadvise();
-  if (madvise === null || buf.length < 2 * HUGE_PAGE_BYTES) return;
-  const address = ptr(buf);
-  const start = Math.ceil(address / HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES;
-  const end = Math.floor((address + buf.length) / HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES;
-  if (end > start) madvise(start, end - start, MADV_HUGEPAGE);
-}
-
-function loadMadvise(): ((address: number, length: number, advice: number) => number) | null {
-  if (process.platform !== "linux") return null;
-  for (const name of ["libc.so.6", "libc.so"]) {
-    try {
-      const lib = dlopen(name, { madvise: { args: ["usize", "usize", "i32"], returns: "i32" } });
-      return (address, length, advice) => lib.symbols.madvise(address, length, advice);
-    } catch {
-      // try the next name
-    }
-  }
-  return null;
 }

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { RECORD_BYTES } from "../../src/record.ts";
-import { sortRecords } from "../../src/sort/radix.ts";
+import { sortRecords, sortRecordsInto } from "../../src/sort/radix.ts";
 
 /** mulberry32: small seeded PRNG so a failure reproduces from its seed. */
 function prng(seed: number): () => number {
@@ -176,5 +176,93 @@ describe("sortRecords matches a memcmp reference", () => {
     expect(() => sortRecords(buf, 1.5, buf)).toThrow(/assertion failed/);
     const shared = new Uint8Array(400);
     expect(() => sortRecords(shared.subarray(0, 200), 2, shared.subarray(100))).toThrow(/overlap/);
+  });
+});
+
+/**
+ * Records made to tie at every level of the key sort: few distinct keys (so the
+ * 32-bit key words tie), values that differ only in a few late bytes, and some
+ * exact duplicates; `sharedBits` leading bits equal in every record.
+ */
+function tieHeavy(random: () => number, count: number, sharedBits: number): Uint8Array {
+  const distinctKeys = 1 + ((random() * 6) | 0);
+  const keys = Array.from({ length: distinctKeys }, () => {
+    const key = new Uint8Array(10);
+    for (let i = 0; i < 10; i++) key[i] = random() < 0.5 ? 0 : (random() * 256) | 0;
+    return key;
+  });
+  const data = new Uint8Array(count * RECORD_BYTES);
+  for (let r = 0; r < count; r++) {
+    const o = r * RECORD_BYTES;
+    data.set(keys[(random() * distinctKeys) | 0], o);
+    // Value bytes: mostly equal, a few positions with 2-3 values each.
+    for (const at of [10, 11, 47, 90, 99]) data[o + at] = (random() * 3) | 0;
+    if (random() < 0.1 && r > 0) data.copyWithin(o, o - RECORD_BYTES, o); // exact duplicate
+  }
+  for (let r = 1; r < count; r++) {
+    for (let bit = 0; bit < sharedBits; bit++) {
+      const byte = bit >>> 3;
+      const mask = 0x80 >>> (bit & 7);
+      const o = r * RECORD_BYTES + byte;
+      data[o] = (data[o] & ~mask) | (data[byte] & mask);
+    }
+  }
+  return data;
+}
+
+describe("sortRecordsInto: keys sorted, records gathered once", () => {
+  test("property: duplicate-heavy keys, ties in value bytes, any knownBits and alignment", () => {
+    const random = prng(777);
+    for (let round = 0; round < 150; round++) {
+      const count = round < 10 ? round : (random() * (round % 10 === 0 ? 6_000 : 600)) | 0;
+      const knownBits = [0, 3, 8, 17, 40, 80, 83][round % 7];
+      const data = round % 3 === 0 ? shapes.random(random, count) : tieHeavy(random, count, knownBits);
+      if (round % 3 === 0) {
+        // Random records only share what we force.
+        const forced = tieHeavy(random, count, 0);
+        for (let r = 0; r < count; r++)
+          data.set(forced.subarray(r * RECORD_BYTES, r * RECORD_BYTES + 1), r * RECORD_BYTES);
+      }
+      const expected = referenceSort(data, count);
+      const srcShift = round % 4 === 1 ? 1 : 0;
+      const dstShift = round % 4 === 2 ? 3 : 0;
+      const src = new Uint8Array(count * RECORD_BYTES + srcShift).subarray(srcShift);
+      src.set(data.subarray(0, count * RECORD_BYTES));
+      const dst = new Uint8Array(count * RECORD_BYTES + dstShift + 5).subarray(dstShift);
+      dst.fill(0xcc);
+      const known = round % 3 === 0 ? 0 : knownBits;
+      sortRecordsInto(src, count, dst, known);
+      const got = Buffer.from(dst.buffer, dst.byteOffset, count * RECORD_BYTES);
+      expect(got.equals(expected)).toBe(true);
+      // src is only read, and nothing is written past the records.
+      expect(
+        Buffer.from(src.buffer, src.byteOffset, count * RECORD_BYTES).equals(
+          data.subarray(0, count * RECORD_BYTES),
+        ),
+      ).toBe(true);
+      expect(dst.subarray(count * RECORD_BYTES).every((b) => b === 0xcc)).toBe(true);
+    }
+  }, 30_000);
+
+  test("20k records with one key and values differing only in their last byte stay fast", () => {
+    const count = 20_000;
+    const random = prng(5);
+    const data = new Uint8Array(count * RECORD_BYTES);
+    for (let r = 0; r < count; r++) {
+      data.fill(0x42, r * RECORD_BYTES, r * RECORD_BYTES + 99);
+      data[r * RECORD_BYTES + 99] = (random() * 256) | 0;
+    }
+    const expected = referenceSort(data, count);
+    const dst = new Uint8Array(count * RECORD_BYTES);
+    const started = performance.now();
+    sortRecordsInto(data, count, dst);
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(Buffer.from(dst.buffer).equals(expected)).toBe(true);
+  });
+
+  test("overlapping src and dst are an assertion failure", () => {
+    const shared = new Uint8Array(400);
+    expect(() => sortRecordsInto(shared.subarray(0, 200), 2, shared.subarray(100))).toThrow(/overlap/);
+    expect(() => sortRecordsInto(new Uint8Array(300), 3, new Uint8Array(200))).toThrow(/assertion failed/);
   });
 });
