@@ -246,7 +246,7 @@ export function decodeReady(p: Uint8Array): Uint8Array | null {
   return p.slice();
 }
 
-export function encodeEmpty(type: FrameType.Ping): Uint8Array {
+export function encodeEmpty(type: FrameType.Ready | FrameType.Ping): Uint8Array {
   return frame(type, new Uint8Array(0));
 }
 
