@@ -90,6 +90,11 @@ interface RunFigures {
   add: Phase;
   sort: Phase;
   write: Phase;
+  fsync: Phase;
+  /** Resident set size after add, and after the last run was written. */
+  rssAfterAddBytes: number;
+  rssAfterSortBytes: number;
+  givenBackBytes: number;
 }
 
 const lastRecord = new Uint8Array(RECORD_BYTES);
@@ -127,7 +132,15 @@ class Meter {
 const emptyPhase = (): Phase => ({ ms: 0, userMs: 0, sysMs: 0, faults: 0 });
 
 function runOnce(input: Uint8Array, batch: Uint8Array, writePath: string | undefined): RunFigures {
-  const figures: RunFigures = { add: emptyPhase(), sort: emptyPhase(), write: emptyPhase() };
+  const figures: RunFigures = {
+    add: emptyPhase(),
+    sort: emptyPhase(),
+    write: emptyPhase(),
+    fsync: emptyPhase(),
+    rssAfterAddBytes: 0,
+    rssAfterSortBytes: 0,
+    givenBackBytes: 0,
+  };
   const fd = writePath === undefined ? -1 : openSync(writePath, "w", 0o644);
   const meter = new Meter();
   const store = new BucketStore({
@@ -142,6 +155,8 @@ function runOnce(input: Uint8Array, batch: Uint8Array, writePath: string | undef
     store.add(batch, 0, length);
   }
   meter.take(figures.add);
+  figures.rssAfterAddBytes = process.memoryUsage.rss();
+  meter.mark();
   let seen = 0;
   for (const run of store.sortedRuns()) {
     // Cheap order check across run boundaries (the run buffer is reused, so keep
@@ -157,10 +172,13 @@ function runOnce(input: Uint8Array, batch: Uint8Array, writePath: string | undef
     }
   }
   meter.take(figures.sort);
+  figures.rssAfterSortBytes = process.memoryUsage.rss();
+  figures.givenBackBytes = store.givenBackBytes;
+  meter.mark();
   if (fd >= 0) {
     fsyncSync(fd);
     closeSync(fd);
-    meter.take(figures.write);
+    meter.take(figures.fsync);
   }
   if (seen !== records) throw new Error(`sorted ${seen} of ${records} records`);
   return figures;
@@ -218,7 +236,7 @@ function benchShape(shape: Shape): void {
       rest.map((f) => f.sort),
     ),
   );
-  if (values.write !== undefined)
+  if (values.write !== undefined) {
     console.log(
       phaseLine(
         "write",
@@ -226,6 +244,17 @@ function benchShape(shape: Shape): void {
         rest.map((f) => f.write),
       ),
     );
+    console.log(
+      phaseLine(
+        "fsync",
+        first.fsync,
+        rest.map((f) => f.fsync),
+      ),
+    );
+  }
+  console.log(
+    `  RSS (cold run) after add ${formatBytes(first.rssAfterAddBytes)}, after sort ${formatBytes(first.rssAfterSortBytes)}; given back ${formatBytes(first.givenBackBytes)}`,
+  );
   const addMs = median(figures.map((f) => f.add.ms));
   const sortMs = median(figures.map((f) => f.sort.ms));
   console.log(

@@ -22,7 +22,7 @@
  * scratch buffer of at most ~2 MiB each. Peak: about 1.1 x D.
  */
 import { assert } from "../errors.ts";
-import { adviseHugePages } from "../mem.ts";
+import { addressOf, adviseHugePages, giveBack, HUGE_PAGE_BYTES } from "../mem.ts";
 import { RECORD_BYTES, RECORD_WORDS } from "../record.ts";
 import { firstDifferentByte, sortRecordsInto } from "./radix.ts";
 
@@ -45,15 +45,28 @@ const DIGIT_VALUES = 256;
 const targetBucketBytes = 512 * 1024;
 const minBuckets = 16;
 const maxBuckets = 65536;
-/** Records per block: 32,000 B, small next to a bucket, big next to per-block costs. */
-const blockRecords = 320;
+/**
+ * Memory comes in 2 MiB chunks aligned to huge pages, so a chunk is one huge page
+ * and handing it back (giveBack) frees a whole frame at once; a chunk holds 64
+ * blocks of 327 records (32,700 B; 4,352 B of each chunk unused).
+ */
+const chunkBytes = HUGE_PAGE_BYTES;
+const chunkWords = chunkBytes / 4;
+const blocksPerChunk = 64;
+const blockRecords = Math.floor(chunkBytes / blocksPerChunk / RECORD_BYTES);
 const blockWords = blockRecords * RECORD_WORDS;
-const blockBytes = blockRecords * RECORD_BYTES;
 /** A bucket (or split child) with more records than this is split again before sorting. */
 const splitAboveRecords = Math.floor((4 * targetBucketBytes) / RECORD_BYTES);
-/** Slabs grow in steps between these sizes (whole blocks). */
-const minSlabBlocks = Math.ceil((4 * 1024 * 1024) / blockBytes);
-const maxSlabBlocks = Math.ceil((64 * 1024 * 1024) / blockBytes);
+/** Slabs grow in steps between these sizes (whole chunks: 4-64 MiB). */
+const minSlabChunks = 2;
+const maxSlabChunks = 32;
+/**
+ * Consecutive buckets share chunks in groups of about this many expected bytes: a
+ * group's chunks are given back as soon as its last bucket has been sorted, so the
+ * output's page cache reuses their frames. Smaller groups give memory back sooner
+ * but each keeps one partly filled chunk (at most 2 MiB resident) while filling.
+ */
+const targetGroupBytes = 32 * 1024 * 1024;
 /** Batches at an offset that is not 4-byte aligned are copied through this buffer. */
 const stagingRecords = 2560;
 /** Nested splits: each advances by >= 8 bits of the record. */
@@ -62,52 +75,100 @@ const maxSplitLevels = RECORD_BITS / 8 + 2;
 const EMPTY32 = new Uint32Array(0);
 
 /**
- * Blocks of `blockRecords` records carved from slabs, addressed by block id. A
- * block belongs to one list at a time; freed blocks are reused before any new
- * slab is carved, so splitting a list costs no memory beyond its partial blocks.
+ * Blocks of `blockRecords` records addressed by block id, carved from 2 MiB chunks
+ * (block id = chunk * 64 + index), and chunks carved from slabs. Each chunk belongs
+ * to one group of consecutive buckets, so a group's records sit in its own chunks;
+ * a block belongs to one list at a time. Freed blocks go back to their group and
+ * are reused by that group (its splits) before any new chunk is taken, so
+ * splitting a list costs no memory beyond its partial blocks; a group that is done
+ * gives all its chunks back to the kernel at once (releaseGroup).
  */
 class BlockPool {
   readonly slabs8: Uint8Array[] = [];
   readonly slabs32: Uint32Array[] = [];
-  // Per block id: its slab, first word in the slab, next block in its list, and
-  // record count (set when its list moves on to a new block, or is sealed).
-  slabOf: Int32Array = new Int32Array(1024);
-  wordOf: Int32Array = new Int32Array(1024);
-  next: Int32Array = new Int32Array(1024);
-  fill: Int32Array = new Int32Array(1024);
-  private used = 0;
-  private free: Int32Array = new Int32Array(1024);
-  private freeCount = 0;
-  private slabNextBlock = 0;
-  private slabBlocks = 0;
+  // Per block id: its slab, first word in the slab, next block in its list (or in
+  // its group's free stack), and record count (set when its list moves on to a new
+  // block, or is sealed).
+  slabOf: Int32Array = new Int32Array(blocksPerChunk * 64);
+  wordOf: Int32Array = new Int32Array(blocksPerChunk * 64);
+  next: Int32Array = new Int32Array(blocksPerChunk * 64);
+  fill: Int32Array = new Int32Array(blocksPerChunk * 64);
+  // Per chunk: its group, and the next chunk in its group's chain or in the stack
+  // of chunks given back.
+  private chunkGroup: Int32Array = new Int32Array(64);
+  private chunkNext: Int32Array = new Int32Array(64);
+  private chunks = 0;
+  private freeChunk = -1;
+  // Per group: the chunk blocks are carved from and how many it has given, the
+  // stack of freed blocks, the chain of its chunks, and its blocks in use.
+  private readonly groupChunk: Int32Array;
+  private readonly groupCarved: Int32Array;
+  private readonly groupFree: Int32Array;
+  private readonly groupChunks: Int32Array;
+  private readonly groupLive: Int32Array;
+  // The newest slab: where its next chunk starts, and how many are left.
+  private slabNextWord = 0;
+  private slabChunksLeft = 0;
+  /** Chunk bytes carved from slabs so far; bytes handed back to the kernel so far. */
   bytes = 0;
+  givenBackBytes = 0;
 
-  constructor(private readonly minGrowthBlocks: number) {}
+  constructor(
+    groups: number,
+    private readonly minGrowthChunks: number,
+  ) {
+    this.groupChunk = new Int32Array(groups).fill(-1);
+    this.groupCarved = new Int32Array(groups);
+    this.groupFree = new Int32Array(groups).fill(-1);
+    this.groupChunks = new Int32Array(groups).fill(-1);
+    this.groupLive = new Int32Array(groups);
+  }
 
-  alloc(): number {
-    let id: number;
-    if (this.freeCount > 0) {
-      id = this.free[--this.freeCount];
+  /** A block for a list of group g. */
+  alloc(g: number): number {
+    let id = this.groupFree[g];
+    if (id >= 0) {
+      this.groupFree[g] = this.next[id];
     } else {
-      if (this.slabNextBlock === this.slabBlocks) this.addSlab();
-      id = this.used++;
-      if (id === this.slabOf.length) {
-        this.slabOf = grow(this.slabOf);
-        this.wordOf = grow(this.wordOf);
-        this.next = grow(this.next);
-        this.fill = grow(this.fill);
-      }
-      this.slabOf[id] = this.slabs8.length - 1;
-      this.wordOf[id] = this.slabNextBlock++ * blockWords;
+      let c = this.groupChunk[g];
+      if (c < 0 || this.groupCarved[g] === blocksPerChunk) c = this.takeChunk(g);
+      id = c * blocksPerChunk + this.groupCarved[g]++;
     }
+    this.groupLive[g]++;
     this.next[id] = -1;
     this.fill[id] = 0;
     return id;
   }
 
+  /** Block `id` is read: its group may reuse it. */
   release(id: number): void {
-    if (this.freeCount === this.free.length) this.free = grow(this.free);
-    this.free[this.freeCount++] = id;
+    const g = this.chunkGroup[(id / blocksPerChunk) | 0];
+    this.next[id] = this.groupFree[g];
+    this.groupFree[g] = id;
+    this.groupLive[g]--;
+  }
+
+  /**
+   * Every block of group g has been read: hand its chunks back to the kernel
+   * (their frames serve the page cache or whatever comes next; a chunk taken again
+   * later faults back in as zeroes) and keep them for reuse.
+   */
+  releaseGroup(g: number): void {
+    assert(this.groupLive[g] === 0, `group ${g} released with ${this.groupLive[g]} blocks in use`);
+    for (let c = this.groupChunks[g]; c >= 0; ) {
+      const first = this.wordOf[c * blocksPerChunk] * 4;
+      this.givenBackBytes += giveBack(
+        this.slabs8[this.slabOf[c * blocksPerChunk]].subarray(first, first + chunkBytes),
+      );
+      const next = this.chunkNext[c];
+      this.chunkNext[c] = this.freeChunk;
+      this.freeChunk = c;
+      c = next;
+    }
+    this.groupChunks[g] = -1;
+    this.groupChunk[g] = -1;
+    this.groupCarved[g] = 0;
+    this.groupFree[g] = -1;
   }
 
   /** The records of block `id` as bytes (a view, valid until the block is reused). */
@@ -116,16 +177,56 @@ class BlockPool {
     return this.slabs8[this.slabOf[id]].subarray(from, from + this.fill[id] * RECORD_BYTES);
   }
 
+  /** Group g's chunk is full (or it has none): give it one, given back earlier or new. */
+  private takeChunk(g: number): number {
+    let c = this.freeChunk;
+    if (c >= 0) this.freeChunk = this.chunkNext[c];
+    else c = this.carveChunk();
+    this.chunkGroup[c] = g;
+    this.chunkNext[c] = this.groupChunks[g];
+    this.groupChunks[g] = c;
+    this.groupChunk[g] = c;
+    this.groupCarved[g] = 0;
+    return c;
+  }
+
+  private carveChunk(): number {
+    if (this.slabChunksLeft === 0) this.addSlab();
+    const c = this.chunks++;
+    if (c === this.chunkGroup.length) {
+      this.chunkGroup = grow(this.chunkGroup);
+      this.chunkNext = grow(this.chunkNext);
+      this.slabOf = grow(this.slabOf);
+      this.wordOf = grow(this.wordOf);
+      this.next = grow(this.next);
+      this.fill = grow(this.fill);
+    }
+    const slab = this.slabs8.length - 1;
+    const firstWord = this.slabNextWord;
+    for (let i = 0; i < blocksPerChunk; i++) {
+      this.slabOf[c * blocksPerChunk + i] = slab;
+      this.wordOf[c * blocksPerChunk + i] = firstWord + i * blockWords;
+    }
+    this.slabNextWord += chunkWords;
+    this.slabChunksLeft--;
+    this.bytes += chunkBytes;
+    return c;
+  }
+
   private addSlab(): void {
-    // Grow in big steps: at least minGrowthBlocks, or half of what is held.
-    const blocks = Math.min(maxSlabBlocks, Math.max(this.minGrowthBlocks, Math.ceil(this.used / 2)));
-    const slab = new Uint8Array(blocks * blockBytes);
+    // Grow in big steps: at least minGrowthChunks, or half of what is held.
+    const chunks = Math.min(maxSlabChunks, Math.max(this.minGrowthChunks, Math.ceil(this.chunks / 2)));
+    // One chunk more, so the chunks can start on a huge-page boundary; the
+    // unaligned head and tail are never touched, so they cost address space only.
+    const slab = new Uint8Array((chunks + 1) * chunkBytes);
     adviseHugePages(slab);
+    const address = addressOf(slab);
+    const skipBytes = address === null ? 0 : (chunkBytes - (address % chunkBytes)) % chunkBytes;
+    assert(skipBytes % 4 === 0, "slab is word aligned");
     this.slabs8.push(slab);
-    this.slabs32.push(new Uint32Array(slab.buffer, 0, blocks * blockWords));
-    this.slabBlocks = blocks;
-    this.slabNextBlock = 0;
-    this.bytes += slab.length;
+    this.slabs32.push(new Uint32Array(slab.buffer, 0, slab.length / 4));
+    this.slabNextWord = skipBytes / 4;
+    this.slabChunksLeft = chunks;
   }
 }
 
@@ -141,9 +242,11 @@ class ListSet {
   readonly endWord: Int32Array;
   readonly writeSlab: Uint32Array[];
 
+  /** `groupOf(d)`: the pool group list d takes its blocks from. */
   constructor(
     private readonly pool: BlockPool,
     readonly count: number,
+    private readonly groupOf: (d: number) => number,
   ) {
     this.head = new Int32Array(count).fill(-1);
     this.tail = new Int32Array(count).fill(-1);
@@ -155,7 +258,7 @@ class ListSet {
   /** List d's tail block is full (or absent): link a new one; returns its first word. */
   grow(d: number): number {
     const pool = this.pool;
-    const id = pool.alloc();
+    const id = pool.alloc(this.groupOf(d));
     const last = this.tail[d];
     if (last >= 0) {
       pool.fill[last] = blockRecords;
@@ -204,6 +307,8 @@ export class BucketStore {
   private readonly edgeHigh32: number;
   private readonly pool: BlockPool;
   private readonly lists: ListSet;
+  /** Buckets b and b' share pool group b >>> groupShift: groups of consecutive buckets. */
+  private readonly groupShift: number;
   private staging: Uint8Array | null = null;
   private recordCount = 0;
   private sealed = false;
@@ -230,11 +335,16 @@ export class BucketStore {
     // Keep every bucket reachable: a range narrower than that needs > 65536 peers.
     while (buckets > this.span32 && buckets > 1) buckets /= 2;
     this.bucketCount = buckets;
+    let groups = 2 ** Math.round(Math.log2(Math.max(1, expectedBytes / targetGroupBytes)));
+    groups = Math.min(buckets, groups);
+    this.groupShift = Math.log2(buckets / groups);
     // Slabs of a quarter of the expected data: a handful of allocations in all.
     this.pool = new BlockPool(
-      Math.min(maxSlabBlocks, Math.max(minSlabBlocks, Math.ceil(expectedBytes / 4 / blockBytes))),
+      groups,
+      Math.min(maxSlabChunks, Math.max(minSlabChunks, Math.ceil(expectedBytes / 4 / chunkBytes))),
     );
-    this.lists = new ListSet(this.pool, buckets);
+    const groupShift = this.groupShift;
+    this.lists = new ListSet(this.pool, buckets, (b) => b >>> groupShift);
   }
 
   /** Records added so far. */
@@ -250,6 +360,16 @@ export class BucketStore {
   /** Bytes of slab memory allocated so far (for logs and benchmarks). */
   get slabBytes(): number {
     return this.pool.bytes;
+  }
+
+  /** Bytes handed back to the kernel so far by the sort (0 where giveBack is a no-op). */
+  get givenBackBytes(): number {
+    return this.pool.givenBackBytes;
+  }
+
+  /** Groups of consecutive buckets that share memory and give it back together (for tests). */
+  get groups(): number {
+    return this.bucketCount >>> this.groupShift;
   }
 
   /**
@@ -349,12 +469,18 @@ export class BucketStore {
     const sorter: RunSorter = {
       runRecords,
       run: new Uint8Array(runRecords * RECORD_BYTES),
-      scratch: new Uint8Array(runRecords * RECORD_BYTES),
+      bucket: new Uint8Array(runRecords * RECORD_BYTES),
       yielded: 0,
     };
+    const groupShift = this.groupShift;
+    const groupBuckets = 1 << groupShift;
     for (let b = 0; b < this.bucketCount; b++) {
-      if (counts[b] === 0) continue;
-      yield* this.sortList(sorter, this.lists.head[b], counts[b], this.firstVaryingBit(b), 0);
+      const group = b >>> groupShift;
+      if (counts[b] > 0) {
+        yield* this.sortList(sorter, this.lists.head[b], counts[b], this.firstVaryingBit(b), 0, group);
+      }
+      // The caller is done with the group's last run: its memory can serve the output.
+      if ((b + 1) % groupBuckets === 0) this.pool.releaseGroup(group);
     }
     assert(sorter.yielded === this.recordCount, `yielded ${sorter.yielded} of ${this.recordCount} records`);
   }
@@ -386,6 +512,7 @@ export class BucketStore {
     n: number,
     bit: number,
     level: number,
+    group: number,
   ): Generator<Uint8Array> {
     assert(level < maxSplitLevels, "split depth");
     const pool = this.pool;
@@ -393,14 +520,14 @@ export class BucketStore {
       let pos = 0;
       for (let id = head; id >= 0; ) {
         const records = pool.view(id);
-        sorter.scratch.set(records, pos);
+        sorter.bucket.set(records, pos);
         pos += records.length;
         const next = pool.next[id];
         pool.release(id);
         id = next;
       }
       assert(pos === n * RECORD_BYTES, "list holds its record count");
-      sortRecordsInto(sorter.scratch, n, sorter.run, bit);
+      sortRecordsInto(sorter.bucket, n, sorter.run, bit);
       sorter.yielded += n;
       yield sorter.run.subarray(0, pos);
       return;
@@ -430,14 +557,14 @@ export class BucketStore {
         return;
       }
     }
-    const children = this.splitList(head, bit);
+    const children = this.splitList(head, bit, group);
     const counts = children.seal();
     let total = 0;
     for (let d = 0; d < DIGIT_VALUES; d++) total += counts[d];
     assert(total === n, `split kept ${total} of ${n} records`);
     for (let d = 0; d < DIGIT_VALUES; d++) {
       if (counts[d] === 0) continue;
-      yield* this.sortList(sorter, children.head[d], counts[d], bit + 8, level + 1);
+      yield* this.sortList(sorter, children.head[d], counts[d], bit + 8, level + 1, group);
     }
   }
 
@@ -471,15 +598,7 @@ export class BucketStore {
     let differ = RECORD_BYTES;
     for (let id = head; id >= 0 && differ > fromByte; id = pool.next[id]) {
       const slab = pool.slabs32[pool.slabOf[id]];
-      differ = firstDifferentByte(
-        ref,
-        refWord,
-        slab,
-        pool.wordOf[id] / RECORD_WORDS,
-        pool.fill[id],
-        fromByte,
-        differ,
-      );
+      differ = firstDifferentByte(ref, refWord, slab, pool.wordOf[id], pool.fill[id], fromByte, differ);
     }
     return Math.max(next, differ * 8);
   }
@@ -488,9 +607,9 @@ export class BucketStore {
    * Move a list's records into 256 new lists by the 8-bit digit at `bit` (the same
    * digit as digitAt), releasing each source block once it is read.
    */
-  private splitList(head: number, bit: number): ListSet {
+  private splitList(head: number, bit: number, group: number): ListSet {
     const pool = this.pool;
-    const children = new ListSet(pool, DIGIT_VALUES);
+    const children = new ListSet(pool, DIGIT_VALUES, () => group);
     const writeWord = children.writeWord;
     const endWord = children.endWord;
     const writeSlab = children.writeSlab;
@@ -528,8 +647,10 @@ export class BucketStore {
 /** The buffers one sortedRuns() pass sorts in, allocated once for all buckets. */
 interface RunSorter {
   runRecords: number;
+  /** Sorted records, yielded to the caller. */
   run: Uint8Array;
-  scratch: Uint8Array;
+  /** One list's records, copied together from its blocks to be sorted into `run`. */
+  bucket: Uint8Array;
   yielded: number;
 }
 

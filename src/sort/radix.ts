@@ -282,7 +282,15 @@ function nextBitAfterSharedDigit(lo: number, n: number, next: number): number {
   let differ = RECORD_BYTES;
   if (srcWords) {
     for (let p = lo + 1; p < lo + n && differ > fromByte; p++) {
-      differ = firstDifferentByte(src32, ref * RECORD_WORDS, src32, order[p], 1, fromByte, differ);
+      differ = firstDifferentByte(
+        src32,
+        ref * RECORD_WORDS,
+        src32,
+        order[p] * RECORD_WORDS,
+        1,
+        fromByte,
+        differ,
+      );
     }
   } else {
     const refOffset = ref * RECORD_BYTES;
@@ -301,7 +309,7 @@ function nextBitAfterSharedDigit(lo: number, n: number, next: number): number {
 
 /**
  * The first byte index in [fromByte, limitByte) at which any of the `n` records
- * starting at record index `lo` of `buf` differs from the reference record at word
+ * starting at word `bufWord` of `buf` differs from the reference record at word
  * `refWord` of `ref`; limitByte when none does. The caller guarantees the bytes
  * before fromByte are equal. Word-wise: 25 compares per identical record, and a
  * record stops at its first difference, so ordinary ranges exit after a few words.
@@ -310,7 +318,7 @@ export function firstDifferentByte(
   ref: Uint32Array,
   refWord: number,
   buf: Uint32Array,
-  lo: number,
+  bufWord: number,
   n: number,
   fromByte: number,
   limitByte: number,
@@ -319,9 +327,8 @@ export function firstDifferentByte(
   const firstWord = fromByte >>> 2;
   let result = limitByte;
   let endWord = (limitByte + 3) >>> 2;
-  const end = lo + n;
-  for (let r = lo; r < end && result > fromByte; r++) {
-    const base = r * RECORD_WORDS;
+  const endBase = bufWord + n * RECORD_WORDS;
+  for (let base = bufWord; base < endBase && result > fromByte; base += RECORD_WORDS) {
     for (let w = firstWord; w < endWord; w++) {
       const x = buf[base + w] ^ ref[refWord + w];
       if (x !== 0) {
