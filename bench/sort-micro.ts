@@ -196,15 +196,10 @@ function rate(ms: number): string {
 function phaseLine(label: string, first: Phase, rest: Phase[]): string {
   const f = (p: Phase) =>
     `${p.ms.toFixed(0)} ms (user ${p.userMs.toFixed(0)} + sys ${p.sysMs.toFixed(0)}, ${p.faults} faults)`;
-  const warm =
-    rest.length === 0
-      ? ""
-      : `; warm median ${median(rest.map((p) => p.ms)).toFixed(0)} ms (cpu ${median(
-          rest.map((p) => p.userMs + p.sysMs),
-        ).toFixed(
-          0,
-        )}, faults ${median(rest.map((p) => p.faults))}), runs ${rest.map((p) => p.ms.toFixed(0)).join(" ")}`;
-  return `  ${label.padEnd(5)} cold ${f(first)}${warm}`;
+  if (rest.length === 0) return `  ${label.padEnd(5)} cold ${f(first)}`;
+  const cpu = rest.map((p) => p.userMs + p.sysMs);
+  const warm = `warm median ${median(rest.map((p) => p.ms)).toFixed(0)} ms (cpu ${median(cpu).toFixed(0)}, best cpu ${Math.min(...cpu).toFixed(0)}, faults ${median(rest.map((p) => p.faults))})`;
+  return `  ${label.padEnd(5)} cold ${f(first)}; ${warm}, runs ${rest.map((p) => p.ms.toFixed(0)).join(" ")}`;
 }
 
 function benchShape(shape: Shape): void {

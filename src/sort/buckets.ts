@@ -4,22 +4,30 @@
  * when the last stream ends only cache-sized per-bucket sorts remain
  * (DESIGN.md "sort", BUN-NOTES.md "Sorting 100-byte records in Bun").
  *
- * Storage: fixed-size blocks carved from big slabs, one singly linked list of
- * blocks per bucket; no allocation per record or per batch. A bucket that still
- * came out big (skewed keys, or an expectedRecords far too low) is split again by
- * its next digit into fresh block lists before sorting, reusing the blocks it
- * frees, so every sort runs on at most `splitAboveRecords` records and the run +
- * scratch buffers stay small whatever the key distribution.
+ * Storage: fixed-size blocks (32,700 B) carved from 2 MiB chunks, one singly
+ * linked list of blocks per bucket; no allocation per record or per batch. A
+ * bucket that still came out big (skewed keys, or an expectedRecords far too low)
+ * is split again by its next digit into fresh block lists before sorting, reusing
+ * the blocks it frees, so every sort runs on at most `splitAboveRecords` records
+ * and the run + bucket buffers stay small whatever the key distribution.
  *
- * Memory, for D bytes held: the slabs hold D plus at most one partly filled block
- * (32,000 B) per non-empty bucket; B is the power of two nearest (in log scale) to
- * expectedBytes / 512 KiB, so that waste is at most ~9% of the expected bytes
- * (~4.5% on average) and never over B * 32,000 B (16 buckets: 512 KB). Slabs come
- * in steps of a quarter of the expected data or half of what is held (4-64 MiB);
- * the newest slab's not-yet-carved tail is never touched, so it costs address
- * space, not RAM. A split keeps up to 256 partly filled blocks per nested level
- * (8 MB each) and reuses the blocks it has read. The sort adds one run and one
- * scratch buffer of at most ~2 MiB each. Peak: about 1.1 x D.
+ * Giving memory back: consecutive buckets form groups (~32 MiB of expected data
+ * each) whose blocks come from the group's own chunks, and each chunk is one
+ * huge page. When the caller has consumed a group's last run, the group's chunks
+ * go back to the kernel whole (MADV_DONTNEED, src/mem.ts), so the page cache the
+ * output is written into reuses those frames instead of faulting in fresh ones
+ * (the C baseline's write of 1 GiB fell from 1.2-1.6 s to 0.13 s with the same
+ * change; docs/performance.md). After the last run nothing is left to release.
+ *
+ * Memory, for D bytes held: the chunks hold D plus at most one partly filled block
+ * per non-empty bucket (B buckets, B about expectedBytes / 512 KiB: ~3% of the
+ * expected bytes), one partly filled chunk per group (resident whole with huge
+ * pages: at most 2 MiB per ~32 MiB group, ~3-6%), and 0.2% of unused chunk tails.
+ * Slabs of 4-64 MiB hold the chunks (a quarter of the expected data or half of
+ * what is held at a time); a slab's not-yet-carved chunks are never touched, so
+ * they cost address space, not RAM. A split keeps up to 256 partly filled blocks
+ * per nested level (8 MB) and reuses the blocks it has read. The sort adds one
+ * run and one bucket buffer of at most ~2 MiB each. Peak: about 1.1 x D.
  */
 import { assert } from "../errors.ts";
 import { addressOf, adviseHugePages, giveBack, HUGE_PAGE_BYTES } from "../mem.ts";
@@ -298,9 +306,16 @@ class ListSet {
 export class BucketStore {
   private readonly rangeStart: number;
   private readonly rangeEnd: number;
-  /** Buckets are spread over the first 32 key bits in [base32, base32 + span32). */
+  /**
+   * Bucket b holds the records whose first 32 key bits p32 have
+   * p32 >>> bucketShift === firstBlock + b: aligned blocks of 2^bucketShift values,
+   * so finding a bucket is one shift and every bucket's shared leading bits are
+   * known exactly (firstVaryingBit). The range's first 32 bits lie in [base32, last32].
+   */
   private readonly base32: number;
-  private readonly span32: number;
+  private readonly last32: number;
+  private readonly bucketShift: number;
+  private readonly firstBlock: number;
   private readonly bucketCount: number;
   /** Records whose first 32 bits lie outside (edgeLow32, edgeHigh32) get an exact 48-bit range check. */
   private readonly edgeLow32: number;
@@ -324,23 +339,28 @@ export class BucketStore {
     this.rangeStart = rangeStart;
     this.rangeEnd = rangeEnd;
     this.base32 = Math.floor(rangeStart / TWO_POW_16);
-    this.span32 = Math.ceil(rangeEnd / TWO_POW_16) - this.base32;
+    this.last32 = Math.floor((rangeEnd - 1) / TWO_POW_16);
     this.edgeLow32 = this.base32;
-    this.edgeHigh32 = Math.floor((rangeEnd - 1) / TWO_POW_16);
+    this.edgeHigh32 = this.last32;
 
     const expectedBytes = expectedRecords * RECORD_BYTES;
-    const wanted = Math.max(1, expectedBytes / targetBucketBytes);
-    let buckets = 2 ** Math.round(Math.log2(wanted));
-    buckets = Math.min(maxBuckets, Math.max(minBuckets, buckets));
-    // Keep every bucket reachable: a range narrower than that needs > 65536 peers.
-    while (buckets > this.span32 && buckets > 1) buckets /= 2;
+    let wanted = 2 ** Math.round(Math.log2(Math.max(1, expectedBytes / targetBucketBytes)));
+    wanted = Math.min(maxBuckets, Math.max(minBuckets, wanted));
+    // The narrowest aligned blocks that give at most `wanted` buckets: between
+    // wanted/2 and wanted of them (exactly `wanted` when the range is a power-of-two
+    // fraction of the key space, as with 2^n peers).
+    let shift = 0;
+    while ((this.last32 >>> shift) - (this.base32 >>> shift) + 1 > wanted) shift++;
+    this.bucketShift = shift;
+    this.firstBlock = this.base32 >>> shift;
+    const buckets = (this.last32 >>> shift) - this.firstBlock + 1;
+    assert(buckets >= 1 && buckets <= maxBuckets, `bucket count ${buckets}`);
     this.bucketCount = buckets;
-    let groups = 2 ** Math.round(Math.log2(Math.max(1, expectedBytes / targetGroupBytes)));
-    groups = Math.min(buckets, groups);
-    this.groupShift = Math.log2(buckets / groups);
+    const wantedGroups = 2 ** Math.round(Math.log2(Math.max(1, expectedBytes / targetGroupBytes)));
+    this.groupShift = Math.max(0, Math.floor(Math.log2(buckets / wantedGroups)));
     // Slabs of a quarter of the expected data: a handful of allocations in all.
     this.pool = new BlockPool(
-      groups,
+      this.groups,
       Math.min(maxSlabChunks, Math.max(minSlabChunks, Math.ceil(expectedBytes / 4 / chunkBytes))),
     );
     const groupShift = this.groupShift;
@@ -369,7 +389,7 @@ export class BucketStore {
 
   /** Groups of consecutive buckets that share memory and give it back together (for tests). */
   get groups(): number {
-    return this.bucketCount >>> this.groupShift;
+    return ((this.bucketCount - 1) >>> this.groupShift) + 1;
   }
 
   /**
@@ -408,10 +428,8 @@ export class BucketStore {
 
   /** The hot loop: src8/src32 view the same 4-aligned records; `count` of them (default all). */
   private addAligned(src8: Uint8Array, src32: Uint32Array, count = src8.length / RECORD_BYTES): void {
-    const base32 = this.base32;
-    const span32 = this.span32;
-    const bucketCount = this.bucketCount;
-    const lastBucket = bucketCount - 1;
+    const shift = this.bucketShift;
+    const firstBlock = this.firstBlock;
     const edgeLow32 = this.edgeLow32;
     const edgeHigh32 = this.edgeHigh32;
     const lists = this.lists;
@@ -421,12 +439,9 @@ export class BucketStore {
     for (let r = 0; r < count; r++) {
       const o = r * RECORD_BYTES;
       const p32 = ((src8[o] << 24) | (src8[o + 1] << 16) | (src8[o + 2] << 8) | src8[o + 3]) >>> 0;
+      // In range after this check (exact at the ends), so b is a valid bucket.
       if (p32 <= edgeLow32 || p32 >= edgeHigh32) this.checkEdge(src8, o, p32);
-      // Exact: (p32 - base32) * B < 2^48 is exact, and a correctly rounded quotient
-      // of exact values is an integer exactly when the true one is, and otherwise
-      // >= 1/span32 >= 2^-32 below the next integer, far above its error (2^-37).
-      let b = Math.floor(((p32 - base32) * bucketCount) / span32);
-      if (b > lastBucket) b = lastBucket;
+      const b = (p32 >>> shift) - firstBlock;
       let w = writeWord[b];
       if (w === endWord[b]) w = lists.grow(b);
       const slab = writeSlab[b];
@@ -480,24 +495,21 @@ export class BucketStore {
         yield* this.sortList(sorter, this.lists.head[b], counts[b], this.firstVaryingBit(b), 0, group);
       }
       // The caller is done with the group's last run: its memory can serve the output.
-      if ((b + 1) % groupBuckets === 0) this.pool.releaseGroup(group);
+      if ((b + 1) % groupBuckets === 0 || b === this.bucketCount - 1) this.pool.releaseGroup(group);
     }
     assert(sorter.yielded === this.recordCount, `yielded ${sorter.yielded} of ${this.recordCount} records`);
   }
 
   /**
-   * The first key bit that can vary inside bucket b. It holds exactly the p32 with
-   * b <= (p32 - base32) * B / span32 < b + 1, i.e. p32 in [lo, hi] below (exact in
-   * doubles: b * span32 < 2^48 and B is a power of two), and all numbers between
-   * two others share the bits above their highest differing bit.
+   * The first key bit that can vary inside bucket b: it holds p32 values in [lo, hi]
+   * below (its aligned block, cut to the range at both ends), and all numbers
+   * between two others share the bits above their highest differing bit.
    */
   private firstVaryingBit(b: number): number {
-    const lo = this.base32 + Math.ceil((b * this.span32) / this.bucketCount);
-    const hi = this.base32 + Math.ceil(((b + 1) * this.span32) / this.bucketCount) - 1;
-    assert(
-      this.base32 <= lo && lo <= hi && hi < this.base32 + this.span32 && hi < TWO_POW_32,
-      "bucket bounds",
-    );
+    const block = 2 ** this.bucketShift;
+    const lo = Math.max(this.base32, (this.firstBlock + b) * block);
+    const hi = Math.min(this.last32, (this.firstBlock + b + 1) * block - 1);
+    assert(this.base32 <= lo && lo <= hi && hi <= this.last32 && hi < TWO_POW_32, "bucket bounds");
     return lo === hi ? 32 : Math.clz32(lo ^ hi);
   }
 

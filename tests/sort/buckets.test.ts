@@ -206,6 +206,63 @@ describe("BucketStore: concatenated sortedRuns equal a memcmp reference", () => 
   });
 });
 
+describe("BucketStore: memory", () => {
+  test("bucket counts for ranges that are not a power-of-two fraction stay within wanted/2..wanted", () => {
+    for (const peers of [3, 5, 7, 12, 1000]) {
+      for (const peer of [0, 1, peers - 1]) {
+        const store = new BucketStore({
+          rangeStart: rangeStart(peer, peers),
+          rangeEnd: rangeEnd(peer, peers),
+          expectedRecords: 2_700_000,
+        });
+        // 2.7M records want 512 buckets of ~512 KiB, unless the range is narrower.
+        expect(store.buckets).toBeLessThanOrEqual(512);
+        expect(store.buckets).toBeGreaterThanOrEqual(Math.min(256, 2 ** 32 / peers / 65536));
+        expect(store.groups).toBeGreaterThanOrEqual(1);
+        expect(store.groups).toBeLessThanOrEqual(store.buckets);
+      }
+    }
+  });
+
+  test("each group's memory is given back once its runs are consumed, and runs stay intact", () => {
+    // 4 MB of data expected in ~8 groups: ask for more groups than the default
+    // sizing gives by expecting far more records than are added.
+    const peers = 4;
+    const peer = 2;
+    const count = 60_000;
+    const random = prng(31);
+    const data = makeRecords(random, count, peer, peers, "uniform");
+    const store = new BucketStore({
+      rangeStart: rangeStart(peer, peers),
+      rangeEnd: rangeEnd(peer, peers),
+      expectedRecords: 4_000_000,
+    });
+    expect(store.groups).toBeGreaterThan(4);
+    addInBatches(store, data, random, 3_000);
+    expect(store.givenBackBytes).toBe(0);
+    const pieces: Buffer[] = [];
+    const givenBack: number[] = [];
+    for (const run of store.sortedRuns()) {
+      pieces.push(Buffer.from(run));
+      givenBack.push(store.givenBackBytes);
+    }
+    // The sorted output is exact although memory went back to the kernel under it.
+    expect(Buffer.concat(pieces).equals(referenceSort(data))).toBe(true);
+    if (process.platform === "linux") {
+      // Given back progressively: some before half the runs were out, all by the end.
+      expect(givenBack[Math.floor(givenBack.length / 2)]).toBeGreaterThan(0);
+      expect(givenBack[0]).toBeLessThan(store.slabBytes);
+      expect(store.givenBackBytes).toBeGreaterThanOrEqual(store.slabBytes);
+    }
+  });
+
+  test("skewed data with splits gives everything back and reuses freed blocks", () => {
+    const { store } = checkStore(3, 7, 60_000, "skewed", 41);
+    expect(store.slabBytes).toBeLessThan(2 * 60_000 * RECORD_BYTES + 8 * 2 ** 21);
+    if (process.platform === "linux") expect(store.givenBackBytes).toBeGreaterThanOrEqual(store.slabBytes);
+  });
+});
+
 describe("BucketStore: misuse is an assertion failure", () => {
   const peers = 3;
   const peer = 1;
