@@ -183,6 +183,7 @@ describe("6. shared secret", () => {
     );
     expect(e.exitCode).toBe(2);
     expect(errorLine(e)).toMatch(/NETSORT_SECRET: the secret must be 8 to 4096 bytes, got 5/);
+    report("6 short secret", { elapsedMs: Math.round(e.elapsedMs), message: errorLine(e) });
   }, 15_000);
 });
 

@@ -381,6 +381,7 @@ describe("4. bad config", () => {
       expect(line).not.toMatch(/EADDRINUSE|listen/);
       expect(portIsFree(c.ports[0])).toBe(true);
       expect(leftovers(c.dir, c.outputs)).toEqual([]);
+      report(`4 config ${b.name}`, { elapsedMs: Math.round(e.elapsedMs), message: line });
     }, 15_000);
   }
 
@@ -394,6 +395,7 @@ describe("4. bad config", () => {
     expect(errorLine(e)).toMatch(/serverId 5/);
     expect(c.ports.map(portIsFree)).toEqual([true, true]);
     expect(leftovers(c.dir, c.outputs)).toEqual([]);
+    report("4 config serverId not listed", { elapsedMs: Math.round(e.elapsedMs), message: errorLine(e) });
   }, 15_000);
 });
 

@@ -55,6 +55,7 @@ describe("sort --validate", () => {
       const inputs = writeInputs(dir, [makeRecords(500, "uniform", 4), makeRecords(500, "uniform", 5)]);
       const outputs = outputPaths(dir, 2);
       const config = writeConfig(dir, freePorts(2));
+      const startMs = performance.now();
       const [a, b] = await Promise.all([
         runPeers(config, inputs.slice(0, 1), outputs.slice(0, 1), { extraArgs: ["--validate"] }),
         // The harness passes the peer index as its id: run peer 1 through a one-element
@@ -73,6 +74,13 @@ describe("sort --validate", () => {
           }
         })(),
       ]);
+      console.log(
+        `[measured] validate mixed with non-validating peer: ${JSON.stringify({
+          elapsedMs: Math.round(performance.now() - startMs),
+          exitCodes: [a[0].exitCode, b.exitCode],
+          stderr: [a[0].stderr.trim(), b.stderr.trim()],
+        })}`,
+      );
       expect(a[0].exitCode).toBe(2);
       expect(a[0].stderr).toContain("--validate");
       expect(b.exitCode).toBe(2);
