@@ -340,6 +340,9 @@ export class FrameDecoder {
         `${FrameType[type]} frame of ${length} bytes exceeds the ${payloadLimit[type]} limit`,
       );
     }
+    if (type === FrameType.Ready && length !== 0 && length !== READY_VALIDATION_BYTES) {
+      throw new ProtocolError(`READY frame of ${length} bytes: expected 0 or ${READY_VALIDATION_BYTES}`);
+    }
     if (type === FrameType.Data && (length === 0 || length % RECORD_BYTES !== 0)) {
       throw new ProtocolError(`DATA frame of ${length} bytes is not a whole number of records`);
     }

@@ -54,7 +54,7 @@ const limitOf = new Map<FrameType, number>([
   [FrameType.Data, maxDataPayloadBytes],
   [FrameType.Done, 12],
   [FrameType.Ack, 12],
-  [FrameType.Ready, 0],
+  [FrameType.Ready, 280 + 16 + 8], // --validate: valsort summary, input checksum, input count
   [FrameType.Abort, maxAbortReasonBytes],
   [FrameType.Ping, 0],
   [FrameType.Refuse, maxAbortReasonBytes],

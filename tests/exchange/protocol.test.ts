@@ -460,7 +460,7 @@ describe("FrameDecoder errors, raised at the header before any payload", () => {
     [FrameType.Data, maxDataPayloadBytes],
     [FrameType.Done, 12],
     [FrameType.Ack, 12],
-    [FrameType.Ready, 0],
+    [FrameType.Ready, 280 + 16 + 8], // --validate: valsort summary, input checksum, input count
     [FrameType.Abort, maxAbortReasonBytes],
     [FrameType.Ping, 0],
     [FrameType.Refuse, maxAbortReasonBytes],
@@ -468,6 +468,13 @@ describe("FrameDecoder errors, raised at the header before any payload", () => {
 
   test("the limit table covers every frame type", () => {
     expect(sizes.map(([t]) => t).sort((a, b) => a - b)).toEqual([...allTypes].sort((a, b) => a - b));
+  });
+
+  test("READY is empty or exactly a validation payload; anything between is refused at the header", () => {
+    for (const length of [1, 2, 100, 303]) {
+      const { decoder } = collectingDecoder();
+      expect(protocolError(() => decoder.push(rawHeader(FrameType.Ready, length)))).toContain("expected 0 or 304");
+    }
   });
 
   test("unknown frame types", () => {
