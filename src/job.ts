@@ -37,6 +37,11 @@ function peakRssBytes(): number {
 
 /** After a failure before the mesh was up, answer late peers' dials with our reason for at most this long. */
 const earlyAbortLingerMs = 10_000;
+/**
+ * A peer that could not listen dials the others to tell them why, for at most
+ * this long: peers not up by then will meet their own connect timeout.
+ */
+const abortDialMs = 3_000;
 /** After a failure on a connected mesh, the same for peers whose streams were not up. */
 const abortLingerMs = 2_000;
 
@@ -47,13 +52,16 @@ const abortLingerMs = 2_000;
  */
 async function abortEarly(options: SortOptions, error: unknown): Promise<never> {
   const mesh = new Mesh(options, { onRecords: () => {} });
+  let listening = true;
   try {
     mesh.listen();
   } catch {
-    // could not listen either: the original error is the one to report
+    listening = false; // could not listen either: the original error is the one to report
   }
   mesh.fail(error);
-  await mesh.linger(Math.min(options.connectTimeoutMs, earlyAbortLingerMs));
+  const boundMs = Math.min(options.connectTimeoutMs, earlyAbortLingerMs);
+  if (listening) await mesh.linger(boundMs);
+  else await mesh.tellByDialing(Math.min(options.connectTimeoutMs, abortDialMs));
   await mesh.close();
   throw error;
 }
@@ -217,7 +225,10 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
   } catch (error) {
     mesh.fail(error);
     writer.discard();
-    await mesh.linger(mesh.connectedAtMs > 0 ? 0 : Math.min(options.connectTimeoutMs, abortLingerMs));
+    const boundMs = mesh.connectedAtMs > 0 ? 0 : Math.min(options.connectTimeoutMs, abortLingerMs);
+    await mesh.linger(boundMs);
+    // A peer that could not listen reaches the others by dialing them instead.
+    await mesh.tellByDialing(Math.min(options.connectTimeoutMs, abortDialMs));
     await mesh.close();
     throw mesh.error ?? error;
   } finally {

@@ -119,6 +119,8 @@ export class Mesh {
   private readonly handshakes = new Set<Socket<SocketHandler>>();
   private ticker: Timer | null = null;
   private started = false;
+  /** Set while tellByDialing runs: dialing continues after the failure, to deliver it. */
+  private dialingToAbort = false;
   /** Tick period: a quarter of the idle timeout, at most 250 ms. */
   private readonly tickMs: number;
   private lastTickMs = 0;
@@ -296,6 +298,27 @@ export class Mesh {
     clearTimeout(timer);
   }
 
+  /**
+   * After a failure, when we could not listen (so nobody can be told by our
+   * REFUSE), dial every peer not told yet, deliver ABORT after the hello, and
+   * hang up. Bounded by `maxMs` and by our connect deadline.
+   */
+  async tellByDialing(maxMs: number): Promise<void> {
+    if (this.failure === null || this.listener !== null || this.peers === 1) return;
+    if (this.told.size >= this.peers - 1) return;
+    this.dialingToAbort = true;
+    this.startTicker();
+    for (const out of this.out) if (out !== null && out.state === "dialing") this.dial(out);
+    const waitMs = Math.min(maxMs, this.deadlineMs - performance.now());
+    let timer: Timer | undefined;
+    await Promise.race([
+      this.toldAll.promise,
+      new Promise((r) => (timer = setTimeout(r, Math.max(0, waitMs)))),
+    ]);
+    clearTimeout(timer);
+    this.dialingToAbort = false;
+  }
+
   private markTold(peer: number): void {
     this.told.add(peer);
     if (this.told.size >= this.peers - 1) this.toldAll.resolve();
@@ -335,7 +358,8 @@ export class Mesh {
   // ---- dialing ------------------------------------------------------------
 
   private dial(out: OutStream): void {
-    if (this.failure !== null || this.finished) return;
+    if ((this.failure !== null && !this.dialingToAbort) || this.finished || this.told.has(out.peer.serverId))
+      return;
     const peer = out.peer;
     const nonce = newNonce();
     let settled = false;
@@ -344,7 +368,7 @@ export class Mesh {
       if (settled) return;
       settled = true;
       this.cancel(helloTimer);
-      if (this.failure !== null || this.finished) return;
+      if ((this.failure !== null && !this.dialingToAbort) || this.finished) return;
       if (performance.now() >= this.deadlineMs) return; // the connect deadline in tick() reports it
       log.debug(`peer ${peer.serverId} at ${endpoint(peer)} not up yet (${why}); retrying`);
       // Peers started together are usually a few ms from listening: the first
@@ -471,6 +495,13 @@ export class Mesh {
         );
       }
       socket.write(encodeAuth(makeProof(secret, "dialer", ctx)));
+    }
+    if (this.failure !== null) {
+      // We dialed only to deliver our abort (we could not listen): say why, hang up.
+      socket.write(this.abortFrame(FrameType.Abort));
+      this.markTold(peer.serverId);
+      socket.end();
+      return;
     }
     // The stream is open: switch the socket to the stream's handler.
     const decoder = new FrameDecoder(

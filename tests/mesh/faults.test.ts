@@ -417,6 +417,40 @@ describe("9. port in use", () => {
     expect(leftovers(c.dir, c.outputs)).toEqual([]);
     report("9 port in use", { elapsedMs: Math.round(e.elapsedMs), message: errorLine(e) });
   }, 15_000);
+
+  test("the other peers are told by dialing (it cannot listen): exit 1 naming it, not at the connect timeout", async () => {
+    const c = cluster(3);
+    const holder = Bun.listen({ hostname: "127.0.0.1", port: c.ports[1], socket: { data() {} } });
+    let exits: PeerExit[];
+    try {
+      exits = await allExited(
+        [0, 1, 2].map((id) =>
+          spawnPeer({
+            id,
+            input: smallInputs[id],
+            output: c.outputs[id],
+            config: c.config,
+            args: ["--connect-timeout-ms", String(longConnectTimeoutMs)],
+          }),
+        ),
+        runBoundMs,
+      );
+    } finally {
+      holder.stop(true);
+    }
+    const byId = new Map(exits.map((e) => [e.id, e]));
+    expect(byId.get(1)?.exitCode).toBe(2);
+    for (const id of [0, 2]) {
+      const e = byId.get(id) as PeerExit;
+      expect(e.exitCode).toBe(1);
+      expect(errorLine(e)).toMatch(
+        new RegExp(`^peer 1 aborted: cannot listen on 127\\.0\\.0\\.1:${c.ports[1]}`),
+      );
+      expect(e.elapsedMs).toBeLessThan(5_000);
+    }
+    expect(leftovers(c.dir, c.outputs)).toEqual([]);
+    report("9 port in use, others told", { elapsedMs: exits.map((e) => Math.round(e.elapsedMs)) });
+  }, 40_000);
 });
 
 describe("10. signals", () => {
