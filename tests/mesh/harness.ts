@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
+import { freeLoopbackPorts } from "../../src/local/cluster.ts";
 
 export const REPO = resolve(import.meta.dir, "../..");
 export const RECORD = 100;
@@ -31,15 +32,8 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** Ports that were free a moment ago: bind port 0 on loopback, note the port, close. */
-export function freePorts(count: number): number[] {
-  const listeners = Array.from({ length: count }, () =>
-    Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } }),
-  );
-  const ports = listeners.map((l) => l.port);
-  for (const l of listeners) l.stop(true);
-  return ports;
-}
+/** Ports that were free a moment ago (the same helper `demo` and `bench` use). */
+export const freePorts = freeLoopbackPorts;
 
 /** Write a config for `ports.length` peers on 127.0.0.1, alternating number and quoted-string ports. */
 export function writeConfig(dir: string, ports: number[], name = "cluster.yaml"): string {
