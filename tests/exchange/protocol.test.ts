@@ -473,7 +473,9 @@ describe("FrameDecoder errors, raised at the header before any payload", () => {
   test("READY is empty or exactly a validation payload; anything between is refused at the header", () => {
     for (const length of [1, 2, 100, 303]) {
       const { decoder } = collectingDecoder();
-      expect(protocolError(() => decoder.push(rawHeader(FrameType.Ready, length)))).toContain("expected 0 or 304");
+      expect(protocolError(() => decoder.push(rawHeader(FrameType.Ready, length)))).toContain(
+        "expected 0 or 304",
+      );
     }
   });
 
