@@ -91,7 +91,11 @@ export async function main(argv: string[]): Promise<number> {
   const command = await load();
   const rest = rawArgs.slice(1);
   if (rest.includes("--help") || rest.includes("-h")) {
-    console.log(await renderUsage(command, { meta: { name: "netsort" } }));
+    const usage = await renderUsage(command, { meta: { name: "netsort" } });
+    // citty colours its usage text even into a pipe or a file: plain text there.
+    const plain = !process.stdout.isTTY || process.env.NO_COLOR !== undefined;
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escape sequences
+    console.log(plain ? usage.replace(/\u001b\[[0-9;]*m/g, "") : usage);
     return 0;
   }
   try {
