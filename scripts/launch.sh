@@ -11,6 +11,9 @@ Usage: scripts/launch.sh <config> <input-pattern> <output-pattern> [-- extra net
 Starts one netsort peer per server listed in <config> and waits for all of them.
 In the patterns, {id} is replaced by each peer's serverId, e.g.
   scripts/launch.sh cluster.yaml 'data/input-{id}.dat' 'data/output-{id}.dat' -- --verbose
+  scripts/launch.sh cluster.yaml 'in-{id}' 'out-{id}' -- --validate
+    (--validate: every peer checks the global result in the same run; peer 0
+    prints the verdict, and every peer exits 1 if it is wrong)
 
 Peer i runs `netsort <i> <input> <output> <config> [extra flags]`:
   - on this machine when its host is localhost, 127.x.x.x, ::1 or this machine's
