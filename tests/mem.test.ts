@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { addressOf, adviseHugePages, giveBack, HUGE_PAGE_BYTES, pageBytes } from "../src/mem.ts";
+import { addressOf, adviseHugePages, giveBack, HUGE_PAGE_BYTES, hugeBuffer, pageBytes } from "../src/mem.ts";
 
 /** Whether this machine takes the advice at all (Linux with libc); elsewhere every helper is a no-op. */
 const linux = process.platform === "linux";
@@ -67,5 +67,40 @@ describe("adviseHugePages", () => {
     if (linux) expect(advised).toBeGreaterThanOrEqual(HUGE_PAGE_BYTES);
     big.fill(1); // still ordinary memory
     expect(big[big.length - 1]).toBe(1);
+  });
+});
+
+describe("hugeBuffer", () => {
+  test("gives exactly the bytes asked for, zeroed, writable, huge-page aligned when large", () => {
+    for (const bytes of [0, 1, 4096, HUGE_PAGE_BYTES - 1, HUGE_PAGE_BYTES, 3 * HUGE_PAGE_BYTES + 12_345]) {
+      const buf = hugeBuffer(bytes);
+      expect(buf.length).toBe(bytes);
+      expect(buf.every((b) => b === 0)).toBe(true);
+      buf.fill(0x5c);
+      expect(buf.every((b) => b === 0x5c)).toBe(true);
+      if (linux && bytes >= HUGE_PAGE_BYTES) expect(addressOf(buf)! % HUGE_PAGE_BYTES).toBe(0);
+    }
+  });
+
+  test("large buffers are backed by huge pages (Linux with THP)", () => {
+    const thpMode = (() => {
+      try {
+        return require("node:fs").readFileSync("/sys/kernel/mm/transparent_hugepage/enabled", "utf8");
+      } catch {
+        return "";
+      }
+    })();
+    if (!linux || thpMode.includes("[never]")) return;
+    const buf = hugeBuffer(8 * HUGE_PAGE_BYTES);
+    const before = process.resourceUsage().minorPageFault;
+    for (let i = 0; i < buf.length; i += 4096) buf[i] = 1;
+    // 4 KiB pages would fault 4096 times; huge pages about 8 (a few more if the
+    // kernel falls back for some).
+    expect(process.resourceUsage().minorPageFault - before).toBeLessThan(1024);
+  });
+
+  test("rejects negative and fractional sizes", () => {
+    expect(() => hugeBuffer(-1)).toThrow(RangeError);
+    expect(() => hugeBuffer(1.5)).toThrow(RangeError);
   });
 });

@@ -175,11 +175,24 @@ function extractAndCount(lo: number, n: number, bit: number, width: number, leve
   const keyBit = bit + width;
   const j = keyBit >>> 3;
   const keyShift = keyBit & 7;
-  const [i0, i1, i2, j0, j1, j2, j3, j4] = [i, i + 1, i + 2, j, j + 1, j + 2, j + 3, j + 4].map((x) =>
-    Math.min(x, RECORD_BYTES - 1),
-  );
-  const inRecord = (x: number) => (x < RECORD_BYTES ? 0xff : 0);
-  const [m0, m1, m2, n0, n1, n2, n3, n4] = [i, i + 1, i + 2, j, j + 1, j + 2, j + 3, j + 4].map(inRecord);
+  // Byte offsets clamped to the record, with masks that read past-the-end bytes as 0.
+  const last = RECORD_BYTES - 1;
+  const i0 = i;
+  const i1 = Math.min(i + 1, last);
+  const i2 = Math.min(i + 2, last);
+  const j0 = Math.min(j, last);
+  const j1 = Math.min(j + 1, last);
+  const j2 = Math.min(j + 2, last);
+  const j3 = Math.min(j + 3, last);
+  const j4 = Math.min(j + 4, last);
+  const m0 = 0xff;
+  const m1 = i + 1 <= last ? 0xff : 0;
+  const m2 = i + 2 <= last ? 0xff : 0;
+  const n0 = j <= last ? 0xff : 0;
+  const n1 = j + 1 <= last ? 0xff : 0;
+  const n2 = j + 2 <= last ? 0xff : 0;
+  const n3 = j + 3 <= last ? 0xff : 0;
+  const n4 = j + 4 <= last ? 0xff : 0;
   const buf = src8;
   const end = lo + n;
   for (let p = lo; p < end; p++) {
