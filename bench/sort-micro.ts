@@ -2,7 +2,9 @@
  * Micro-benchmark of the sort stage alone: BucketStore.add fed in network-sized
  * batches, then sortedRuns() drained, for uniform and skewed keys inside one
  * peer's range (peer 1 of 4). Each key shape runs in its own child process so its
- * peak RSS is its own; each prints the median (and best) of --runs runs.
+ * peak RSS is its own; each prints its first run apart and the median (and best
+ * CPU) of the others, the resident set after add and after the sort (the sort
+ * gives its memory back as it goes: src/sort/buckets.ts), and the bytes given back.
  *
  *   bun bench/sort-micro.ts [--records N] [--runs N] [--unaligned] [--write FILE]
  *
