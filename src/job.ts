@@ -59,11 +59,19 @@ async function abortEarly(options: SortOptions, error: unknown): Promise<never> 
     listening = false; // could not listen either: the original error is the one to report
   }
   mesh.fail(error);
-  const boundMs = Math.min(options.connectTimeoutMs, earlyAbortLingerMs);
-  if (listening) await mesh.linger(boundMs);
-  else await mesh.tellByDialing(Math.min(options.connectTimeoutMs, abortDialMs));
-  await mesh.close();
+  await tellAndClose(mesh, options, listening ? earlyAbortLingerMs : 0);
   throw error;
+}
+
+/**
+ * After a failure, make sure peers that were not connected learn why: a peer
+ * that listens answers their dials for at most `lingerMs`; one that could not
+ * listen dials them instead. Then close, flushing the ABORTs already queued.
+ */
+async function tellAndClose(mesh: Mesh, options: SortOptions, lingerMs: number): Promise<void> {
+  await mesh.linger(Math.min(options.connectTimeoutMs, lingerMs));
+  await mesh.tellByDialing(Math.min(options.connectTimeoutMs, abortDialMs));
+  await mesh.close();
 }
 
 /**
@@ -83,6 +91,46 @@ function checkVerdict(mesh: Mesh, serverId: number, own: PeerValidation): void {
   if (serverId === 0) for (const line of verdict.lines) log.info(`validate: ${line}`);
   if (!verdict.ok) throw new NetsortError(`validation failed: ${verdict.problem}`);
   if (serverId !== 0) log.info(`validate: ${verdict.lines[verdict.lines.length - 1]}`);
+}
+
+/**
+ * Sort bucket by bucket and write each sorted run as soon as it exists (the
+ * store gives a bucket's memory back once its run is written, so the page cache
+ * reuses it). Yields to the event loop every maxBusyMs so pings keep flowing.
+ * Ends with the output fsynced under its temporary name.
+ */
+async function sortAndWrite(
+  store: BucketStore,
+  writer: DurableWriter,
+  validation: PeerValidation | null,
+  t: PhaseTimings,
+): Promise<{ sortMs: number; writeMs: number }> {
+  let sortMs = 0;
+  let writeMs = 0;
+  let lastTurnMs = performance.now();
+  const runs = store.sortedRuns();
+  while (true) {
+    const a = performance.now();
+    const next = runs.next();
+    const b = performance.now();
+    sortMs += b - a;
+    if (next.done) break;
+    writer.write(next.value);
+    const c = performance.now();
+    writeMs += c - b;
+    if (validation !== null) {
+      validation.addOutput(next.value);
+      t.validateMs += performance.now() - c;
+    }
+    if (c - lastTurnMs > maxBusyMs) {
+      await turn();
+      lastTurnMs = performance.now();
+    }
+  }
+  const f = performance.now();
+  writer.prepare();
+  writeMs += performance.now() - f;
+  return { sortMs, writeMs };
 }
 
 export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
@@ -179,31 +227,7 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
       `exchange done at ${Math.round(t.exchangeMs)} ms: received ${t.receivedBytes / RECORD_BYTES} records from ${peers - 1} peers, holding ${store.records}`,
     );
 
-    let sortMs = 0;
-    let writeMs = 0;
-    let lastTurnMs = performance.now();
-    const runs = store.sortedRuns();
-    while (true) {
-      const a = performance.now();
-      const next = runs.next();
-      const b = performance.now();
-      sortMs += b - a;
-      if (next.done) break;
-      writer.write(next.value);
-      if (validation !== null) {
-        const run = next.value;
-        timed(() => validation.addOutput(run));
-      }
-      const c = performance.now();
-      writeMs += c - b;
-      if (c - lastTurnMs > maxBusyMs) {
-        await turn();
-        lastTurnMs = performance.now();
-      }
-    }
-    const f = performance.now();
-    writer.prepare();
-    writeMs += performance.now() - f;
+    const { sortMs, writeMs } = await sortAndWrite(store, writer, validation, t);
     t.sortMs = sortMs;
     t.outputRecords = writer.bytes / RECORD_BYTES;
     log.info(`sorted ${t.outputRecords} records in ${Math.round(sortMs)} ms`);
@@ -225,11 +249,7 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
   } catch (error) {
     mesh.fail(error);
     writer.discard();
-    const boundMs = mesh.connectedAtMs > 0 ? 0 : Math.min(options.connectTimeoutMs, abortLingerMs);
-    await mesh.linger(boundMs);
-    // A peer that could not listen reaches the others by dialing them instead.
-    await mesh.tellByDialing(Math.min(options.connectTimeoutMs, abortDialMs));
-    await mesh.close();
+    await tellAndClose(mesh, options, mesh.connectedAtMs > 0 ? 0 : abortLingerMs);
     throw mesh.error ?? error;
   } finally {
     clearInterval(progress);
