@@ -10,20 +10,9 @@ import {
   rangeEnd,
   rangeStart,
 } from "../src/record.ts";
+import { prng as rng } from "./helpers.ts";
 
 const TWO_POW_48 = 1n << 48n;
-
-/** Small deterministic PRNG (mulberry32): failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 function randomBytes(next: () => number, n: number): Uint8Array {
   const out = new Uint8Array(n);

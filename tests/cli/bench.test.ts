@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { runNetsort } from "../helpers.ts";
 
-const mainTs = join(import.meta.dir, "../../src/cli/main.ts");
 let dir = "";
 
 beforeAll(() => {
@@ -13,23 +13,7 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function bench(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn(["bun", mainTs, "bench", ...args], {
-    stdout: "pipe",
-    stderr: "pipe",
-    stdin: "ignore",
-  });
-  try {
-    const [stdout, stderr, code] = await Promise.all([
-      new Response(proc.stdout).text(),
-      new Response(proc.stderr).text(),
-      proc.exited,
-    ]);
-    return { code, stdout, stderr };
-  } finally {
-    proc.kill("SIGKILL");
-  }
-}
+const bench = (args: string[]) => runNetsort(["bench", ...args]);
 
 const hasCc = Bun.spawnSync(["sh", "-c", "command -v cc"]).exitCode === 0;
 

@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { runNetsort } from "../helpers.ts";
 
-const mainTs = join(import.meta.dir, "../../src/cli/main.ts");
 let dir = "";
 
 beforeAll(() => {
@@ -19,23 +19,7 @@ function writeConfig(name: string, text: string): string {
   return path;
 }
 
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn(["bun", mainTs, "config", ...args], {
-    stdout: "pipe",
-    stderr: "pipe",
-    stdin: "ignore",
-  });
-  try {
-    const [stdout, stderr, code] = await Promise.all([
-      new Response(proc.stdout).text(),
-      new Response(proc.stderr).text(),
-      proc.exited,
-    ]);
-    return { code, stdout, stderr };
-  } finally {
-    proc.kill("SIGKILL");
-  }
-}
+const run = (args: string[]) => runNetsort(["config", ...args]);
 
 /** Independent reference for the first 48-bit prefix peer i owns: ceil(i * 2^48 / n). */
 function firstPrefixHex(i: number, n: number): string {

@@ -24,18 +24,7 @@ import {
 } from "../../src/exchange/protocol.ts";
 import { maxAbortReasonBytes } from "../../src/limits.ts";
 import { RECORD_BYTES } from "../../src/record.ts";
-
-/** Small deterministic PRNG (mulberry32): failures reproduce from the seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+import { prng as rng } from "../helpers.ts";
 
 /** Seeded random bytes, four per PRNG step (record payloads are big; keep this cheap). */
 function randomBytes(next: () => number, n: number): Uint8Array {

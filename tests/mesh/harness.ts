@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { freeLoopbackPorts } from "../../src/local/cluster.ts";
+import { prng } from "../helpers.ts";
 
 export const REPO = resolve(import.meta.dir, "../..");
 export const RECORD = 100;
@@ -48,18 +49,6 @@ export function writeConfig(dir: string, ports: number[], name = "cluster.yaml")
   const path = join(dir, name);
   writeFileSync(path, `${lines.join("\n")}\n`);
   return path;
-}
-
-/** A small seeded PRNG (mulberry32): the test's own, so data does not come from the code under test. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export type DataKind = "uniform" | "skew" | "dups" | "one-owner" | "empty";

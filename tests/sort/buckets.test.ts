@@ -1,18 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { ownerOf, RECORD_BYTES, rangeEnd, rangeStart } from "../../src/record.ts";
 import { BucketStore } from "../../src/sort/buckets.ts";
-
-/** mulberry32: small seeded PRNG so a failure reproduces from its seed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+import { prng } from "../helpers.ts";
 
 function writePrefix(data: Uint8Array, o: number, p: number): void {
   const hi = Math.floor(p / 2 ** 24);

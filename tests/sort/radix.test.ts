@@ -1,18 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { RECORD_BYTES } from "../../src/record.ts";
 import { sortRecords, sortRecordsInto } from "../../src/sort/radix.ts";
-
-/** mulberry32: small seeded PRNG so a failure reproduces from its seed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+import { prng } from "../helpers.ts";
 
 function randomBytes(random: () => number, buf: Uint8Array): void {
   let word = 0;
