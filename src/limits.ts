@@ -10,6 +10,8 @@ export const readChunkBytes = 4 * 1024 * 1024 - ((4 * 1024 * 1024) % RECORD_BYTE
 export const batchBytes = 2560 * RECORD_BYTES; // 256,000 B: big writes beat small ones
 /** Frames queued for one outgoing stream before the partitioner waits for `drain`. */
 export const maxQueuedBytesPerPeer = 8 * batchBytes;
+/** All outgoing streams of one peer together queue at most this much (but each at least 2 batches). */
+export const sendBudgetBytes = 24 * batchBytes;
 /** A control frame (hello, done, abort, ...) never exceeds this many payload bytes. */
 export const maxControlPayloadBytes = 4096;
 /** An abort reason is cut to this many bytes. */

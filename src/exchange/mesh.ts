@@ -153,7 +153,7 @@ export class Mesh {
     this.self = config.servers[serverId];
     this.peers = config.servers.length;
     this.fingerprint = wireFingerprint(config.fingerprint, options.validate === true);
-    this.out = config.servers.map((s) => (s.serverId === serverId ? null : new OutStream(s)));
+    this.out = config.servers.map((s) => (s.serverId === serverId ? null : new OutStream(s, this.peers)));
     this.in = config.servers.map(() => null);
     this.deadlineMs = performance.now() + options.connectTimeoutMs;
     this.tickMs = Math.max(10, Math.min(250, options.idleTimeoutMs / 4));

@@ -4,14 +4,23 @@
  * and the CRC-32 digest of the records in stream order, so DONE can be checked.
  */
 import { assert } from "../errors.ts";
-import { batchBytes, maxQueuedBytesPerPeer } from "../limits.ts";
+import { batchBytes, maxQueuedBytesPerPeer, sendBudgetBytes } from "../limits.ts";
 import { RECORD_BYTES } from "../record.ts";
 import type { ServerEntry } from "../types.ts";
 import { Connection } from "./connection.ts";
 import { encodeSummary, FRAME_HEADER_BYTES, FrameType, writeHeader } from "./protocol.ts";
 
-/** Batch buffers one outgoing stream may own: bounds its queued bytes. */
-export const batchBuffersPerStream = Math.max(2, Math.floor(maxQueuedBytesPerPeer / batchBytes));
+/**
+ * Batch buffers one outgoing stream may own: bounds its queued bytes. With many
+ * peers the streams share one send budget instead (each keeps at least two
+ * buffers, one filling while one is in flight), so a peer's fresh memory for
+ * sending does not grow with the cluster.
+ */
+export function batchBuffersPerStream(peers: number): number {
+  const perPeer = Math.floor(maxQueuedBytesPerPeer / batchBytes);
+  const shared = Math.floor(sendBudgetBytes / batchBytes / Math.max(1, peers - 1));
+  return Math.max(2, Math.min(perPeer, shared));
+}
 
 /** Per-socket dispatch, kept in Bun's `socket.data`. */
 export interface SocketHandler {
@@ -36,13 +45,20 @@ export class OutStream {
   private created = 0;
   private waiters: Array<() => void> = [];
 
-  constructor(readonly peer: ServerEntry) {}
+  private readonly poolBuffers: number;
+
+  constructor(
+    readonly peer: ServerEntry,
+    peers = 2,
+  ) {
+    this.poolBuffers = batchBuffersPerStream(peers);
+  }
 
   /** A free batch buffer ([header][batchBytes of payload]), or null when all are queued. */
   acquire(): Uint8Array | null {
     const buf = this.free.pop();
     if (buf !== undefined) return buf;
-    if (this.created < batchBuffersPerStream) {
+    if (this.created < this.poolBuffers) {
       this.created++;
       return new Uint8Array(FRAME_HEADER_BYTES + batchBytes);
     }
@@ -51,8 +67,7 @@ export class OutStream {
 
   /** Resolves when a buffer may be free (the caller retries acquire). */
   whenFree(): Promise<void> {
-    if (this.stopped || this.free.length > 0 || this.created < batchBuffersPerStream)
-      return Promise.resolve();
+    if (this.stopped || this.free.length > 0 || this.created < this.poolBuffers) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 

@@ -108,3 +108,18 @@ describe("Partitioner", () => {
     await expect(pushing).rejects.toThrow("stopped");
   });
 });
+
+describe("send budget", () => {
+  test("per-stream batch pools shrink as the cluster grows, never below two", async () => {
+    const { batchBuffersPerStream } = await import("../../src/exchange/streams.ts");
+    const { batchBytes: batch, maxQueuedBytesPerPeer, sendBudgetBytes } = await import("../../src/limits.ts");
+    for (const peers of [2, 3, 4, 8, 16, 64, 1024]) {
+      const n = batchBuffersPerStream(peers);
+      expect(n).toBeGreaterThanOrEqual(2);
+      expect(n * batch).toBeLessThanOrEqual(maxQueuedBytesPerPeer);
+      // All streams together stay within the budget unless the two-buffer floor applies.
+      if (n > 2) expect(n * batch * (peers - 1)).toBeLessThanOrEqual(sendBudgetBytes);
+    }
+    expect(batchBuffersPerStream(16)).toBeLessThan(batchBuffersPerStream(4));
+  });
+});
