@@ -6,6 +6,7 @@
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { assert, NetsortError, UsageError } from "../errors.ts";
 import { readChunkBytes } from "../limits.ts";
+import { hugeBuffer } from "../mem.ts";
 import { RECORD_BYTES } from "../record.ts";
 
 function reasonOf(error: unknown): string {
@@ -53,7 +54,7 @@ export async function* readChunks(
   assert(chunkBytes % RECORD_BYTES === 0 && chunkBytes > 0, "chunks hold whole records");
   const fd = openSync(path, "r");
   try {
-    const buf = new Uint8Array(Math.min(chunkBytes, Math.max(expectedBytes, RECORD_BYTES)));
+    const buf = hugeBuffer(Math.min(chunkBytes, Math.max(expectedBytes, RECORD_BYTES)));
     let fill = 0;
     let total = 0;
     while (true) {
