@@ -93,7 +93,7 @@ function writeAll(fd: number, bytes: Uint8Array): void {
 }
 
 /** Run gensort; returns the exit code. Diagnostics go to stderr verbatim. */
-export function runGensort(options: GensortArgs): number {
+function runGensort(options: GensortArgs): number {
   let fd: number | null = null;
   if (options.output !== DEV_NULL) {
     try {

@@ -41,7 +41,7 @@ const commandSummaries: Record<string, string> = {
   config: "Validate a cluster config and list its peers",
 };
 
-export const mainMeta = {
+const mainMeta = {
   name: "netsort",
   version: pkg.version,
   description: "Distributed sort of 100-byte records over a TCP mesh",

@@ -103,7 +103,7 @@ function say(text: string): void {
 }
 
 /** Run valsort; returns the exit code. All text goes to stderr, as valsort's does. */
-export function runValsort(options: ValsortArgs): number {
+function runValsort(options: ValsortArgs): number {
   let summaryFd: number | null = null;
   if (options.summaryFile !== null) {
     try {

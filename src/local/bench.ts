@@ -28,10 +28,10 @@ import { type ClusterRun, runLocalCluster, selfCommand, writeLocalConfig } from 
 export const maxBenchPeers = 64;
 export const maxBenchRuns = 50;
 /** `--version` is timed this many times for the startup figure. */
-export const startupVersionRuns = 20;
+const startupVersionRuns = 20;
 /** The 1-record mesh of the startup figure: this many peers, this many runs. */
-export const startupMeshPeers = 4;
-export const startupMeshRuns = 5;
+const startupMeshPeers = 4;
+const startupMeshRuns = 5;
 /** Hard bound on one C baseline run, ms. */
 const cTimeoutMs = 30 * 60 * 1000;
 /** Hard bound on one `--version` run, ms: startup is meant to take tens of ms. */
@@ -423,7 +423,7 @@ function summarisePeers(runs: NetsortRun[], bytesPerPeer: number): PeerSummary[]
 }
 
 /** `--version` x20 and a 1-record mesh of 4 peers x5: the startup targets. */
-export async function measureStartup(
+async function measureStartup(
   command: string[],
   dir: string,
   progress: (line: string) => void,
@@ -616,7 +616,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
 }
 
 /** One line per run: wall time, throughput, and every peer's own total. */
-export function formatRunLine(run: NetsortRun): string {
+function formatRunLine(run: NetsortRun): string {
   const totals = run.peers.map((p) => Math.round(p.totalMs)).join("/");
   const cpu = run.cpuMs < 0 ? "" : `  cpu ${Math.round(run.cpuMs)} ms`;
   return `run ${String(run.run).padStart(2)}  wall ${String(Math.round(run.wallMs)).padStart(6)} ms  ${run.mbPerSec.toFixed(1).padStart(7)} MB/s${cpu}  load ${run.loadAverage.toFixed(1)}  peer totals ${totals} ms`;

@@ -52,7 +52,7 @@ export interface ClusterRun {
 }
 
 /** Hard bound on one local cluster run. */
-export const clusterTimeoutMs = 30 * 60 * 1000;
+const clusterTimeoutMs = 30 * 60 * 1000;
 
 /**
  * Start every peer at once (optionally staggered), wait for all, and collect

@@ -58,7 +58,7 @@ export interface GensortOptions {
 }
 
 /** Default batch: 40,000 records = 4 MB, large writes without a large buffer. */
-export const defaultGensortBatchRecords = 40_000;
+const defaultGensortBatchRecords = 40_000;
 
 /** Generates gensort 1.5 records in batches into one buffer allocated up front. */
 export class GensortGenerator {

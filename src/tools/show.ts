@@ -10,7 +10,7 @@ import { KEY_BYTES, RECORD_BYTES } from "../record.ts";
 /** The file is read in pieces of this many bytes (whole records), one reused buffer. */
 const showChunkBytes = 655 * RECORD_BYTES;
 /** Bytes of the value shown at each end when abbreviated. */
-export const showEndBytes = 10;
+const showEndBytes = 10;
 
 const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
 

@@ -92,16 +92,8 @@ interface FuzzReport {
   failures: string[];
 }
 
-function runFuzz(seed: number): FuzzReport {
-  const started = performance.now();
-  const next = rng(seed);
-  const int = (n: number) => Math.floor(next() * n);
-  const bytes = (n: number) => {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) out[i] = int(256);
-    return out;
-  };
-  const report: FuzzReport = {
+function emptyReport(): FuzzReport {
+  return {
     inputs: 0,
     runs: 0,
     protocolErrors: 0,
@@ -112,6 +104,18 @@ function runFuzz(seed: number): FuzzReport {
     elapsedMs: 0,
     failures: [],
   };
+}
+
+function runFuzz(seed: number): FuzzReport {
+  const started = performance.now();
+  const next = rng(seed);
+  const int = (n: number) => Math.floor(next() * n);
+  const bytes = (n: number) => {
+    const out = new Uint8Array(n);
+    for (let i = 0; i < n; i++) out[i] = int(256);
+    return out;
+  };
+  const report = emptyReport();
   const fail = (what: string) => {
     if (report.failures.length < 10) report.failures.push(what);
   };
@@ -396,17 +400,8 @@ if (!isMainThread) {
   try {
     report = runFuzz(seed);
   } catch (error) {
-    report = {
-      inputs: 0,
-      runs: 0,
-      protocolErrors: 0,
-      clean: 0,
-      deep: 0,
-      payloadErrors: 0,
-      maxDecoderBytes: 0,
-      elapsedMs: 0,
-      failures: [`fuzz harness threw ${error}`],
-    };
+    report = emptyReport();
+    report.failures.push(`fuzz harness threw ${error}`);
   }
   parentPort!.postMessage(report);
 } else {
