@@ -18,6 +18,12 @@ export const maxControlPayloadBytes = 4096;
 export const maxAbortReasonBytes = 1024;
 /** The output is written in pieces of this many bytes. */
 export const writeChunkBytes = 8 * 1024 * 1024;
+/**
+ * After this many more output bytes, the kernel is asked to start writing them
+ * to disk (sync_file_range), so the disk works while the sort goes on and the
+ * final fsync waits only for the tail instead of the whole file.
+ */
+export const writebackBytes = 8 * 1024 * 1024;
 
 export const defaultRetryIntervalMs = 250;
 export const defaultConnectTimeoutMs = 60_000;

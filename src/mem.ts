@@ -15,54 +15,20 @@
  * and after ~4 s it costs 0.45 s again (the host takes free guest frames back).
  * So memory handed back pays off only when something reuses it soon.
  */
-import { dlopen, ptr } from "bun:ffi";
+import { ptr } from "bun:ffi";
+import { libc } from "./libc.ts";
 
 /** Transparent huge pages are 2 MiB on x86-64 and on arm64 with 4 KiB base pages. */
 export const HUGE_PAGE_BYTES = 2 * 1024 * 1024;
 
 const MADV_DONTNEED = 4;
 const MADV_HUGEPAGE = 14;
-const SC_PAGESIZE = 30; // Linux value of _SC_PAGESIZE
 /** A buffer smaller than this gets no huge-page advice: the aligned interior would be empty or tiny. */
 const minHugeAdviceBytes = 2 * HUGE_PAGE_BYTES;
 
-interface Libc {
-  madvise(address: number, length: number, advice: number): number;
-  pageBytes: number;
-}
-
-let libc: Libc | null | undefined;
-
-function loadLibc(): Libc | null {
-  if (process.platform !== "linux") return null;
-  for (const name of ["libc.so.6", "libc.so"]) {
-    try {
-      const lib = dlopen(name, {
-        madvise: { args: ["usize", "usize", "i32"], returns: "i32" },
-        sysconf: { args: ["i32"], returns: "i64" },
-      });
-      const page = Number(lib.symbols.sysconf(SC_PAGESIZE));
-      // A page size we cannot trust makes every span below wrong: stay a no-op.
-      if (!Number.isInteger(page) || page < 4096 || (page & (page - 1)) !== 0) return null;
-      return {
-        madvise: (address, length, advice) => lib.symbols.madvise(address, length, advice),
-        pageBytes: page,
-      };
-    } catch {
-      // try the next name
-    }
-  }
-  return null;
-}
-
-function getLibc(): Libc | null {
-  if (libc === undefined) libc = loadLibc();
-  return libc;
-}
-
 /** The base page size the helpers align to (4096 when it cannot be asked). */
 export function pageBytes(): number {
-  return getLibc()?.pageBytes ?? 4096;
+  return libc()?.pageBytes ?? 4096;
 }
 
 /** The start address of buf's bytes, or null when it cannot be known (no bun:ffi, empty view). */
@@ -80,7 +46,7 @@ export function addressOf(buf: Uint8Array): number | null {
  * of `align`; returns the bytes advised (0 when none, or on any failure).
  */
 function adviseAligned(buf: Uint8Array, align: number, advice: number): number {
-  const c = getLibc();
+  const c = libc();
   if (c === null) return 0;
   const address = addressOf(buf);
   if (address === null) return 0;
@@ -115,7 +81,7 @@ export function adviseHugePages(buf: Uint8Array): number {
  */
 export function hugeBuffer(bytes: number): Uint8Array {
   if (!Number.isInteger(bytes) || bytes < 0) throw new RangeError(`hugeBuffer: ${bytes} bytes`);
-  if (bytes < HUGE_PAGE_BYTES || getLibc() === null) return new Uint8Array(bytes);
+  if (bytes < HUGE_PAGE_BYTES || libc() === null) return new Uint8Array(bytes);
   const spanBytes = Math.ceil(bytes / HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES;
   const raw = new Uint8Array(spanBytes + HUGE_PAGE_BYTES);
   const address = addressOf(raw);
@@ -137,7 +103,7 @@ export function hugeBuffer(bytes: number): Uint8Array {
  * leaves it to the kernel's deferred split, so give back 2 MiB-aligned spans.
  */
 export function giveBack(buf: Uint8Array): number {
-  const c = getLibc();
+  const c = libc();
   if (c === null) return 0;
   return adviseAligned(buf, c.pageBytes, MADV_DONTNEED);
 }

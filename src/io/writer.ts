@@ -15,6 +15,11 @@ import {
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { assert, NetsortError, UsageError } from "../errors.ts";
+import { libc } from "../libc.ts";
+import { writebackBytes } from "../limits.ts";
+
+/** sync_file_range flag: start writing the dirty pages of the range, do not wait. */
+const SYNC_FILE_RANGE_WRITE = 2;
 
 function reasonOf(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;
@@ -80,6 +85,10 @@ export class DurableWriter {
   private fd: number;
   private state: "open" | "prepared" | "committed" | "discarded" = "open";
   bytes = 0;
+  /** Output bytes the kernel was asked to start writing to disk (0 where that cannot be asked). */
+  writebackBytes = 0;
+  /** Where the next writeback request starts. */
+  private writebackFromBytes = 0;
 
   /** Opens the temp file now, so a missing or read-only directory is found before data moves (exit 2). */
   constructor(readonly path: string) {
@@ -110,6 +119,26 @@ export class DurableWriter {
       );
     }
     this.bytes += buf.length;
+    if (this.bytes - this.writebackFromBytes >= writebackBytes) this.startWriteback();
+  }
+
+  /**
+   * Measured, 4 peers x 256 MiB on the project VM: without this, every peer's
+   * fsync waited 0.4-0.5 s at the end with both cores idle (iowait 2.0).
+   * Failure is harmless: fsync in prepare() still writes everything.
+   */
+  private startWriteback(): void {
+    const c = libc();
+    const from = this.writebackFromBytes;
+    this.writebackFromBytes = this.bytes;
+    if (c === null) return;
+    try {
+      if (c.syncFileRange(this.fd, from, this.bytes - from, SYNC_FILE_RANGE_WRITE) === 0) {
+        this.writebackBytes += this.bytes - from;
+      }
+    } catch {
+      // no sync_file_range here: prepare()'s fsync does all the work
+    }
   }
 
   /** Flush to disk under the temporary name. */

@@ -4,6 +4,8 @@ import os from "node:os";
 import path from "node:path";
 import { EXIT_RUNTIME, EXIT_USAGE, NetsortError, UsageError } from "../../src/errors.ts";
 import { DurableWriter, removeLiveTempFiles } from "../../src/io/writer.ts";
+import { libc } from "../../src/libc.ts";
+import { writebackBytes } from "../../src/limits.ts";
 
 let root: string;
 let dirCount = 0;
@@ -59,6 +61,26 @@ describe("DurableWriter", () => {
     // discard after commit keeps the output.
     w.discard();
     expect(fs.existsSync(out)).toBe(true);
+  });
+
+  test("long outputs ask the kernel to start writeback as they go, and keep every byte", () => {
+    const dir = freshDir();
+    const out = path.join(dir, "long.bin");
+    const piece = bytes(3 * 1024 * 1024 + 7, 5);
+    const w = new DurableWriter(out);
+    for (let i = 0; i < 7; i++) w.write(piece);
+    const total = 7 * piece.length;
+    // Requests cover whole multiples of the step, never more than was written.
+    expect(w.writebackBytes).toBeLessThanOrEqual(total);
+    if (libc() !== null) expect(w.writebackBytes).toBeGreaterThanOrEqual(total - writebackBytes);
+    else expect(w.writebackBytes).toBe(0);
+    w.prepare();
+    w.commit();
+    const back = fs.readFileSync(out);
+    expect(back.length).toBe(total);
+    for (let i = 0; i < 7; i++) {
+      expect(back.subarray(i * piece.length, (i + 1) * piece.length).equals(piece)).toBe(true);
+    }
   });
 
   test("an empty output is a real, empty file", () => {
