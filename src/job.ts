@@ -9,6 +9,7 @@ import { NetsortError } from "./errors.ts";
 import { Mesh } from "./exchange/mesh.ts";
 import { checkInputFile, readChunks } from "./io/reader.ts";
 import { DurableWriter } from "./io/writer.ts";
+import { tuneJit } from "./jit.ts";
 import { formatBytes, formatRate, log } from "./log.ts";
 import { Partitioner } from "./partition/partitioner.ts";
 import { RECORD_BYTES, rangeEnd, rangeStart } from "./record.ts";
@@ -146,6 +147,7 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
   } catch (error) {
     return abortEarly(options, error);
   }
+  tuneJit(inputBytes);
   const store = new BucketStore({
     rangeStart: rangeStart(serverId, peers),
     rangeEnd: rangeEnd(serverId, peers),

@@ -25,6 +25,13 @@ export const writeChunkBytes = 8 * 1024 * 1024;
  */
 export const writebackBytes = 8 * 1024 * 1024;
 
+/**
+ * A peer whose input is smaller than this keeps its hot loops out of JSC's
+ * top tier (FTL): compiling them costs ~0.13 s of CPU per process whatever the
+ * size, and below this the faster code does not win it back (src/jit.ts).
+ */
+export const ftlMinInputBytes = 128 * 1024 * 1024;
+
 export const defaultRetryIntervalMs = 250;
 export const defaultConnectTimeoutMs = 60_000;
 export const defaultIdleTimeoutMs = 5_000;

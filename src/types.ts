@@ -52,3 +52,6 @@ export interface PhaseTimings {
   receivedBytes: number;
   peakRssBytes: number;
 }
+
+/** Any function, as listed for JIT tuning (src/jit.ts). */
+export type HotFunction = (...args: never[]) => unknown;

@@ -5,11 +5,13 @@
  * flight the partitioner waits for its `drain`: backpressure reaches the reader.
  * Records this peer owns go to a local batch and never touch a socket.
  */
+
 import { assert, NetsortError } from "../errors.ts";
 import { FRAME_HEADER_BYTES } from "../exchange/protocol.ts";
 import type { OutStream } from "../exchange/streams.ts";
 import { batchBytes } from "../limits.ts";
 import { makeOwnerFn, RECORD_BYTES, RECORD_WORDS } from "../record.ts";
+import type { HotFunction } from "../types.ts";
 
 const headerWords = FRAME_HEADER_BYTES / 4;
 const batchWords = batchBytes / 4;
@@ -146,3 +148,7 @@ export class Partitioner {
     }
   }
 }
+
+/** The record loop, for JIT tuning (src/jit.ts). */
+// biome-ignore lint/complexity/useLiteralKeys: a private method, named for src/jit.ts
+export const partitionHotFunctions: ReadonlyArray<HotFunction> = [Partitioner.prototype["route"]];

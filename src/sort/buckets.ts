@@ -29,9 +29,11 @@
  * per nested level (8 MB) and reuses the blocks it has read. The sort adds one
  * run and one bucket buffer of at most ~2 MiB each. Peak: about 1.1 x D.
  */
+
 import { assert } from "../errors.ts";
 import { addressOf, adviseHugePages, giveBack, HUGE_PAGE_BYTES, hugeBuffer } from "../mem.ts";
 import { RECORD_BYTES, RECORD_WORDS } from "../record.ts";
+import type { HotFunction } from "../types.ts";
 import { firstDifferentByte, sortRecordsInto } from "./radix.ts";
 
 export interface BucketStoreOptions {
@@ -655,3 +657,10 @@ function grow(table: Int32Array): Int32Array {
   bigger.set(table);
   return bigger;
 }
+
+/** The methods received and own records go through, for JIT tuning (src/jit.ts). */
+export const storeHotFunctions: ReadonlyArray<HotFunction> = [
+  BucketStore.prototype.add,
+  // biome-ignore lint/complexity/useLiteralKeys: a private method, named for src/jit.ts
+  BucketStore.prototype["addAligned"],
+];

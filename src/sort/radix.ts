@@ -20,8 +20,10 @@
  * all-equal keys and millions of identical records cost a few linear passes, never
  * one per byte, and no range is ever comparison-sorted beyond `insertionMaxRecords`.
  */
+
 import { assert } from "../errors.ts";
 import { RECORD_BYTES, RECORD_WORDS } from "../record.ts";
+import type { HotFunction } from "../types.ts";
 
 /** Bits in a whole record: a range sorted up to here holds identical records. */
 const RECORD_BITS = RECORD_BYTES * 8;
@@ -382,3 +384,16 @@ function gather(dst: Uint8Array, count: number): void {
     }
   }
 }
+
+/** The functions the sort spends its time in, for JIT tuning (src/jit.ts). */
+export const sortHotFunctions: ReadonlyArray<HotFunction> = [
+  sortRecordsInto,
+  sortRange,
+  extractAndCount,
+  scatter,
+  insertionByKeys,
+  insertionByRecords,
+  compareFrom,
+  nextBitAfterSharedDigit,
+  gather,
+];
