@@ -15,18 +15,20 @@ import type { HotFunction } from "../types.ts";
 
 const headerWords = FRAME_HEADER_BYTES / 4;
 const batchWords = batchBytes / 4;
+/** The record loop runs on slices of at most this many bytes (see push). */
+const routeSliceBytes = 256 * RECORD_BYTES;
 
 export type LocalSink = (buf: Uint8Array, offset: number, length: number) => void;
 
 export class Partitioner {
   private readonly owner: (record: Uint8Array, offset: number) => number;
+  /** Each owner's batch (null: none yet, or sent); ours is `local`, always there. */
   private readonly bufs: Array<Uint8Array | null>;
   private readonly words: Array<Uint32Array | null>;
   /** Fill of each batch in u32 words, counted from the end of the header. */
   private readonly fillWords: Int32Array;
-  private readonly local = new Uint8Array(batchBytes);
-  private readonly local32 = new Uint32Array(this.local.buffer);
-  private localFillWords = 0;
+  /** Our own records' batch, laid out like a stream's (header room first) so one loop fills all. */
+  private readonly local = new Uint8Array(FRAME_HEADER_BYTES + batchBytes);
   /** Records routed to each owner (ourselves included), for the logs and tests. */
   readonly routed: Float64Array;
 
@@ -38,8 +40,8 @@ export class Partitioner {
     const peers = outs.length;
     assert(outs[self] === null, "no stream to ourselves");
     this.owner = makeOwnerFn(peers);
-    this.bufs = outs.map(() => null);
-    this.words = outs.map(() => null);
+    this.bufs = outs.map((_, k) => (k === self ? this.local : null));
+    this.words = outs.map((_, k) => (k === self ? new Uint32Array(this.local.buffer) : null));
     this.fillWords = new Int32Array(peers);
     this.routed = new Float64Array(peers);
   }
@@ -48,58 +50,52 @@ export class Partitioner {
    * Route every record of `chunk` (whole records, 4-byte aligned), waiting for
    * a stream to drain whenever its pool is all in flight.
    *
-   * The record loop (`route`) is synchronous and only this wrapper awaits: with
-   * an `await` inside the loop, JSC recompiled the loop 3-4 times per run
-   * (FTL, ~50-80 ms of JIT thread each; BUN_JSC_reportCompileTimes=1), once.
+   * The record loop (`route`) only copies: it returns to this wrapper for every
+   * rare event (a batch full, an owner without a batch), and is called on slices
+   * of `routeSliceBytes`. With an `await` or the send calls inside the loop, JSC
+   * recompiled it 3-5 times per run (FTL, 20-80 ms of JIT thread each, after
+   * exits on paths it had not seen run; BUN_JSC_reportCompileTimes=1).
    */
   async push(chunk: Uint8Array): Promise<void> {
     assert(chunk.length % RECORD_BYTES === 0, "whole records");
     assert(chunk.byteOffset % 4 === 0, "chunks are word aligned");
     const src = new Uint32Array(chunk.buffer, chunk.byteOffset, chunk.length / 4);
     let offset = 0;
-    while (true) {
-      offset = this.route(chunk, src, offset);
-      if (offset === chunk.length) return;
-      // Blocked on the record at `offset`: its owner's pool is all in flight.
-      await this.acquire(this.owner(chunk, offset));
+    while (offset < chunk.length) {
+      const end = Math.min(chunk.length, offset + routeSliceBytes);
+      offset = this.route(chunk, src, offset, end);
+      if (offset > 0) {
+        const last = this.owner(chunk, offset - RECORD_BYTES);
+        if (this.fillWords[last] === batchWords) this.sendBatch(last);
+      }
+      if (offset < end) {
+        // The record at `offset` has no batch yet: take one, waiting if all are in flight.
+        const k = this.owner(chunk, offset);
+        if (this.words[k] === null && this.tryAcquire(k) === null) await this.acquire(k);
+      }
     }
   }
 
   /**
-   * Copy records from `offset` on into their owners' batches; returns where it
-   * stopped: chunk.length, or the offset of a record whose owner has no free batch.
+   * Copy records [offset, end) into their owners' batches. Returns early, at the
+   * offset of the next record to route, when a batch has just filled or when a
+   * record's owner has no batch; else returns end.
    */
-  private route(chunk: Uint8Array, src: Uint32Array, offset: number): number {
-    const self = this.self;
+  private route(chunk: Uint8Array, src: Uint32Array, offset: number, end: number): number {
     const owner = this.owner;
     const fill = this.fillWords;
     const routed = this.routed;
     const all = this.words;
-    for (let w = offset / 4; offset < chunk.length; offset += RECORD_BYTES, w += RECORD_WORDS) {
+    for (let w = offset / 4; offset < end; offset += RECORD_BYTES, w += RECORD_WORDS) {
       const k = owner(chunk, offset);
-      let dst: Uint32Array;
-      let d: number;
-      if (k === self) {
-        dst = this.local32;
-        d = this.localFillWords;
-        this.localFillWords = d + RECORD_WORDS;
-      } else {
-        let words = all[k];
-        if (words === null) {
-          words = this.tryAcquire(k);
-          if (words === null) return offset;
-        }
-        dst = words;
-        d = headerWords + fill[k];
-        fill[k] += RECORD_WORDS;
-      }
-      routed[k]++;
+      const dst = all[k];
+      if (dst === null) return offset;
+      const d = headerWords + fill[k];
       for (let i = 0; i < RECORD_WORDS; i++) dst[d + i] = src[w + i];
-      if (k === self) {
-        if (this.localFillWords === batchWords) this.flushLocal();
-      } else if (fill[k] === batchWords) {
-        this.sendBatch(k);
-      }
+      routed[k]++;
+      const f = fill[k] + RECORD_WORDS;
+      fill[k] = f;
+      if (f === batchWords) return offset + RECORD_BYTES;
     }
     return offset;
   }
@@ -107,22 +103,22 @@ export class Partitioner {
   /** Send every partial batch. Call once, after the last push. */
   finish(): void {
     for (let k = 0; k < this.outs.length; k++) if (this.fillWords[k] > 0) this.sendBatch(k);
-    this.flushLocal();
   }
 
-  private flushLocal(): void {
-    if (this.localFillWords > 0) this.sink(this.local, 0, this.localFillWords * 4);
-    this.localFillWords = 0;
-  }
-
+  /** Batch k is full (or the input ended): hand it to its stream, or to the sink for our own. */
   private sendBatch(k: number): void {
+    const bytes = this.fillWords[k] * 4;
+    this.fillWords[k] = 0;
+    if (k === this.self) {
+      this.sink(this.local, FRAME_HEADER_BYTES, bytes);
+      return;
+    }
     const out = this.outs[k];
     const buf = this.bufs[k];
     assert(out !== null && buf !== null, "a batch belongs to a stream");
-    out.sendBatch(buf, this.fillWords[k] * 4);
+    out.sendBatch(buf, bytes);
     this.bufs[k] = null;
     this.words[k] = null;
-    this.fillWords[k] = 0;
   }
 
   /** A fresh batch buffer for peer k if its stream has one free now, else null. */
