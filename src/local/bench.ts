@@ -8,6 +8,7 @@
 import {
   closeSync,
   existsSync,
+  fsyncSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -260,13 +261,19 @@ function mbPerSec(bytes: number, ms: number): number {
   return ms > 0 ? bytes / 1e6 / (ms / 1000) : 0;
 }
 
-/** Read every input once so that every run, the first included, starts from the page cache. */
+/**
+ * Read every input once so that every run, the first included, starts from the
+ * page cache, and flush it to disk: freshly generated inputs are dirty pages that
+ * the kernel writes back ~30 s later, in the middle of the runs, where that
+ * writeback competed with the runs' own output and fsync.
+ */
 function warmPageCache(files: string[]): void {
   const buf = new Uint8Array(readChunkBytes);
   for (const file of files) {
     const fd = openSync(file, "r");
     try {
       while (readSync(fd, buf, 0, buf.length, null) > 0) {}
+      fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
