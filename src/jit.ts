@@ -11,6 +11,7 @@
  */
 
 import { noFTL } from "bun:jsc";
+import { assert } from "./errors.ts";
 import { ftlMinInputBytes } from "./limits.ts";
 import { partitionHotFunctions } from "./partition/partitioner.ts";
 import { storeHotFunctions } from "./sort/buckets.ts";
@@ -30,7 +31,7 @@ const hotFunctions: ReadonlyArray<HotFunction> = [
 export function tuneJit(inputBytes: number): number {
   if (inputBytes >= ftlMinInputBytes) return 0;
   for (const fn of hotFunctions) {
-    if (typeof fn !== "function") throw new TypeError("jit: a hot function is missing");
+    assert(typeof fn === "function", "jit: a hot function is missing (renamed?)");
     noFTL(fn as (...args: unknown[]) => unknown);
   }
   return hotFunctions.length;
