@@ -26,7 +26,7 @@ function owner(buf: Uint8Array, o: number, peers: number): number {
  * Streams whose sockets are stand-ins: every frame "written" is decoded at once
  * (so buffers come back to the pool), and its records are collected per peer.
  */
-function fakeStreams(peers: number, self: number) {
+function fakeStreams(peers: number, self: number, attachNow = true) {
   const received: number[][] = Array.from({ length: peers }, () => []);
   const streams = Array.from({ length: peers }, (_, id) => {
     if (id === self) return null;
@@ -48,10 +48,18 @@ function fakeStreams(peers: number, self: number) {
       end: () => {},
     };
     // biome-ignore lint/suspicious/noExplicitAny: a stand-in for Bun's Socket
-    out.conn.attach(socket as any);
-    return out;
+    const attach = () => out.conn.attach(socket as any);
+    if (attachNow) attach();
+    return { out, attach };
   });
-  return { streams, received };
+  return {
+    streams: streams.map((s) => (s === null ? null : s.out)),
+    received,
+    /** Attach the sockets of streams created with attachNow = false: queued batches flow. */
+    attachAll: () => {
+      for (const s of streams) s?.attach();
+    },
+  };
 }
 
 describe("Partitioner", () => {
@@ -84,6 +92,37 @@ describe("Partitioner", () => {
       }
     });
   }
+
+  test("streams that come up late: push waits inside a chunk, then resumes; every record arrives once, in order", async () => {
+    const peers = 4;
+    const self = 1;
+    const { streams, received, attachAll } = fakeStreams(peers, self, false);
+    const local: number[] = [];
+    const p = new Partitioner(self, streams, (buf, offset, length) => {
+      for (let i = offset; i < offset + length; i++) local.push(buf[i]);
+    });
+    // ~12 batches per owner in one chunk: more than a stream's pool, so routing has
+    // to stop partway through the chunk and wait for the pools to come back.
+    const data = randomRecords((batchBytes / 100) * peers * 12, 11);
+    let settled = false;
+    const pushing = p.push(data).then(() => (settled = true));
+    await Bun.sleep(30);
+    expect(settled).toBe(false);
+    const routedWhileBlocked = p.routed.reduce((a, b) => a + b, 0);
+    expect(routedWhileBlocked).toBeGreaterThan(0);
+    expect(routedWhileBlocked).toBeLessThan(data.length / 100);
+    attachAll();
+    await pushing;
+    p.finish();
+    const expected: number[][] = Array.from({ length: peers }, () => []);
+    for (let o = 0; o < data.length; o += 100)
+      expected[owner(data, o, peers)].push(...data.subarray(o, o + 100));
+    for (let k = 0; k < peers; k++) {
+      const got = k === self ? local : received[k];
+      expect(got.length).toBe(expected[k].length);
+      expect(Buffer.compare(Buffer.from(got), Buffer.from(expected[k]))).toBe(0);
+    }
+  });
 
   test("a stream that never drains makes push wait (bounded memory), and stop() ends the wait", async () => {
     const out = new OutStream({ serverId: 1, host: "127.0.0.1", port: 1 } as ServerEntry);
