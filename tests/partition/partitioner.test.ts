@@ -62,6 +62,28 @@ function fakeStreams(peers: number, self: number, attachNow = true) {
   };
 }
 
+/**
+ * Each owner got exactly its records of `data`, in input order (ours through the
+ * local sink, the others' through their streams). Returns the expected bytes per owner.
+ */
+function expectEveryRecordAtItsOwner(
+  data: Uint8Array,
+  peers: number,
+  self: number,
+  local: number[],
+  received: number[][],
+): number[][] {
+  const expected: number[][] = Array.from({ length: peers }, () => []);
+  for (let o = 0; o < data.length; o += 100)
+    expected[owner(data, o, peers)].push(...data.subarray(o, o + 100));
+  for (let k = 0; k < peers; k++) {
+    const got = k === self ? local : received[k];
+    expect(got.length).toBe(expected[k].length);
+    expect(Buffer.compare(Buffer.from(got), Buffer.from(expected[k]))).toBe(0);
+  }
+  return expected;
+}
+
 describe("Partitioner", () => {
   for (const peers of [1, 2, 3, 4, 5, 8]) {
     test(`${peers} peers: every record reaches its owner, once, in input order`, async () => {
@@ -81,15 +103,8 @@ describe("Partitioner", () => {
       }
       await p.push(data.subarray(pos));
       p.finish();
-      const expected: number[][] = Array.from({ length: peers }, () => []);
-      for (let o = 0; o < data.length; o += 100)
-        expected[owner(data, o, peers)].push(...data.subarray(o, o + 100));
-      for (let k = 0; k < peers; k++) {
-        const got = k === self ? local : received[k];
-        expect(got.length).toBe(expected[k].length);
-        expect(Buffer.compare(Buffer.from(got), Buffer.from(expected[k]))).toBe(0);
-        expect(p.routed[k]).toBe(expected[k].length / 100);
-      }
+      const expected = expectEveryRecordAtItsOwner(data, peers, self, local, received);
+      for (let k = 0; k < peers; k++) expect(p.routed[k]).toBe(expected[k].length / 100);
     });
   }
 
@@ -114,14 +129,7 @@ describe("Partitioner", () => {
     attachAll();
     await pushing;
     p.finish();
-    const expected: number[][] = Array.from({ length: peers }, () => []);
-    for (let o = 0; o < data.length; o += 100)
-      expected[owner(data, o, peers)].push(...data.subarray(o, o + 100));
-    for (let k = 0; k < peers; k++) {
-      const got = k === self ? local : received[k];
-      expect(got.length).toBe(expected[k].length);
-      expect(Buffer.compare(Buffer.from(got), Buffer.from(expected[k]))).toBe(0);
-    }
+    expectEveryRecordAtItsOwner(data, peers, self, local, received);
   });
 
   test("a stream that never drains makes push wait (bounded memory), and stop() ends the wait", async () => {
