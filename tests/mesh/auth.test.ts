@@ -12,22 +12,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Socket, TCPSocketListener } from "bun";
-import { loadConfig } from "../../src/config.ts";
-import {
-  decodeHello,
-  decodeReason,
-  decodeSummary,
-  encodeHello,
-  encodeReady,
-  encodeSummary,
-  encodeWelcome,
-  FRAME_HEADER_BYTES,
-  FrameDecoder,
-  FrameType,
-  type StreamSummary,
-  writeHeader,
-} from "../../src/exchange/protocol.ts";
+import { encodeReady, encodeSummary, FrameType } from "../../src/exchange/protocol.ts";
+import { dataFrame, FakePeer, wireFingerprintOf } from "./fake-peer.ts";
 import { allExited, errorLine, killPeers, leftovers, type PeerExit, spawnPeer } from "./fault-helpers.ts";
 import {
   expectedOwner,
@@ -205,191 +191,6 @@ function recordsForPeer0(n: number, seed: number): Uint8Array {
   return r;
 }
 
-function dataFrame(records: Uint8Array): Uint8Array {
-  const frame = new Uint8Array(FRAME_HEADER_BYTES + records.length);
-  writeHeader(frame, 0, FrameType.Data, records.length);
-  frame.set(records, FRAME_HEADER_BYTES);
-  return frame;
-}
-
-/** Waits for one of a set of events the fake peer notes. */
-class Events {
-  private readonly seen = new Map<string, unknown>();
-  private readonly waiters = new Map<string, Array<(v: unknown) => void>>();
-  note(name: string, value: unknown = true): void {
-    if (!this.seen.has(name)) this.seen.set(name, value);
-    for (const w of this.waiters.get(name) ?? []) w(value);
-    this.waiters.delete(name);
-  }
-  has(name: string): boolean {
-    return this.seen.has(name);
-  }
-  async wait(name: string, timeoutMs: number): Promise<unknown> {
-    if (this.seen.has(name)) return this.seen.get(name);
-    let timer: Timer | undefined;
-    try {
-      return await new Promise((resolve, reject) => {
-        this.waiters.set(name, [...(this.waiters.get(name) ?? []), resolve]);
-        timer = setTimeout(
-          () => reject(new Error(`fake peer: no "${name}" within ${timeoutMs} ms`)),
-          timeoutMs,
-        );
-      });
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-}
-
-/**
- * Peer 1 of a 2-peer cluster, played by this test: it listens (and answers the
- * real peer 0's hello with a valid WELCOME), and dials peer 0 with a valid HELLO.
- * It counts and digests what peer 0 sends it, and notes every frame it gets.
- */
-class FakePeer {
-  readonly events = new Events();
-  readonly aborts: string[] = [];
-  received: StreamSummary = { records: 0, digest: 0 };
-  doneFromPeer0: StreamSummary | null = null;
-  private listener: TCPSocketListener<undefined> | null = null;
-  private inbound: Socket<undefined> | null = null;
-  dialer: Socket<undefined> | null = null;
-
-  constructor(
-    private readonly fingerprint: Uint8Array,
-    private readonly ports: number[],
-    /** Answer peer 0's DONE with an ACK (only the control run does). */
-    private readonly ackPeer0: boolean,
-  ) {}
-
-  listen(): void {
-    const decoder = new FrameDecoder(
-      {
-        onRecords: (buf, offset, length) => {
-          this.received.records += length / RECORD;
-          this.received.digest = Bun.hash.crc32(buf.subarray(offset, offset + length), this.received.digest);
-        },
-        onControl: (type, payload) => {
-          if (type === FrameType.Hello) {
-            const h = decodeHello(payload);
-            expect({ sender: h.senderId, receiver: h.receiverId }).toEqual({ sender: 0, receiver: 1 });
-            decoder.allowed = new Set([
-              FrameType.Data,
-              FrameType.Done,
-              FrameType.Ready,
-              FrameType.Abort,
-              FrameType.Ping,
-            ]);
-            this.inbound?.write(
-              encodeWelcome({
-                listenerId: 1,
-                fingerprint: this.fingerprint,
-                nonce: crypto.getRandomValues(new Uint8Array(32)),
-                proof: new Uint8Array(32),
-              }),
-            );
-          } else if (type === FrameType.Done) {
-            this.doneFromPeer0 = decodeSummary(payload);
-            if (this.ackPeer0) this.inbound?.write(encodeSummary(FrameType.Ack, this.doneFromPeer0));
-            this.events.note("done-from-0");
-          } else this.onCommon(type, payload, "in");
-        },
-      },
-      new Set([FrameType.Hello]),
-    );
-    this.listener = Bun.listen({
-      hostname: "127.0.0.1",
-      port: this.ports[1],
-      socket: {
-        binaryType: "uint8array",
-        open: (s) => {
-          this.inbound = s;
-        },
-        data: (_s, chunk: Uint8Array) => {
-          decoder.push(chunk);
-        },
-        close: () => this.events.note("in-closed"),
-      },
-    });
-  }
-
-  /** Dial peer 0 (retrying until it listens) and finish the hello. */
-  async dial(timeoutMs: number): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    while (performance.now() < deadline) {
-      try {
-        await this.tryDial();
-        return;
-      } catch {
-        await Bun.sleep(50);
-      }
-    }
-    throw new Error("fake peer: could not reach peer 0");
-  }
-
-  private async tryDial(): Promise<void> {
-    const welcomed = Promise.withResolvers<void>();
-    const decoder = new FrameDecoder(
-      {
-        onRecords: () => {},
-        onControl: (type, payload) => {
-          if (type === FrameType.Welcome) {
-            decoder.allowed = new Set([FrameType.Ack, FrameType.Abort, FrameType.Ping]);
-            welcomed.resolve();
-          } else if (type === FrameType.Ack) this.events.note("ack-from-0", decodeSummary(payload));
-          else if (type === FrameType.Refuse) welcomed.reject(new Error(`refused: ${decodeReason(payload)}`));
-          else this.onCommon(type, payload, "out");
-        },
-      },
-      new Set([FrameType.Welcome, FrameType.Refuse]),
-    );
-    const socket = await Bun.connect({
-      hostname: "127.0.0.1",
-      port: this.ports[0],
-      socket: {
-        binaryType: "uint8array",
-        data: (_s, chunk: Uint8Array) => {
-          decoder.push(chunk);
-        },
-        close: () => {
-          welcomed.reject(new Error("closed"));
-          this.events.note("out-closed");
-        },
-      },
-    });
-    this.dialer = socket;
-    socket.write(
-      encodeHello({
-        senderId: 1,
-        receiverId: 0,
-        peers: 2,
-        fingerprint: this.fingerprint,
-        nonce: crypto.getRandomValues(new Uint8Array(32)),
-      }),
-    );
-    await welcomed.promise;
-  }
-
-  private onCommon(type: FrameType, payload: Uint8Array, side: string): void {
-    if (type === FrameType.Abort) {
-      this.aborts.push(decodeReason(payload));
-      this.events.note("abort");
-    } else if (type === FrameType.Ready) this.events.note(`ready-${side}`);
-  }
-
-  /** Write bytes on the stream to peer 0, all of them (small writes: the kernel takes them). */
-  send(bytes: Uint8Array): void {
-    const wrote = this.dialer?.write(bytes);
-    expect(wrote).toBe(bytes.length);
-  }
-
-  close(): void {
-    this.dialer?.end();
-    this.inbound?.end();
-    this.listener?.stop(true);
-  }
-}
-
 interface FakeRun {
   dir: string;
   input: string;
@@ -402,7 +203,7 @@ async function withFakePeer(ackPeer0: boolean, body: (r: FakeRun) => Promise<voi
   const dir = newDir();
   const ports = freePorts(2);
   const config = writeConfig(dir, ports);
-  const fingerprint = new Uint8Array(Buffer.from(loadConfig(config).fingerprint, "hex"));
+  const fingerprint = wireFingerprintOf(config);
   const [input] = writeInputs(dir, [makeRecords(3000, "uniform", 99)]);
   const [output] = outputPaths(dir, 1);
   const fake = new FakePeer(fingerprint, ports, ackPeer0);
@@ -433,6 +234,8 @@ describe("7. a fake peer breaks the protocol", () => {
         fake.send(encodeReady(null));
         const e = await exit;
         expect({ exitCode: e.exitCode, stderr: e.stderr }).toEqual({ exitCode: 0, stderr: "" });
+        // Peer 0's hello named sender 0 and receiver 1 (the fake notes any mismatch).
+        expect(fake.problems).toEqual([]);
         // Peer 0's output: its own share of its input plus the fake's records, in order.
         const inputData = new Uint8Array(readFileSync(input));
         const own: Uint8Array[] = [];
