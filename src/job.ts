@@ -168,11 +168,14 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
     store.add(buf, offset, length),
   );
   const t: PhaseTimings = {
+    startedAtEpochMs: Date.now(),
+    spans: [],
     connectMs: 0,
     readMs: 0,
     exchangeMs: 0,
     sortMs: 0,
     writeMs: 0,
+    commitMs: 0,
     validateMs: 0,
     totalMs: 0,
     inputRecords: inputBytes / RECORD_BYTES,
@@ -204,6 +207,7 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
     mesh.whenConnected().then(
       () => {
         t.connectMs = mesh.connectedAtMs > 0 ? mesh.connectedAtMs - startMs : 0;
+        t.spans.push({ phase: "connect", startMs: 0, endMs: t.connectMs });
         if (peers > 1) log.info(`mesh up: ${peers - 1} peers connected in ${Math.round(t.connectMs)} ms`);
       },
       () => {},
@@ -216,30 +220,38 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
     }
     partitioner.finish();
     for (const out of mesh.out) out?.finish();
-    t.readMs = performance.now() - startMs;
+    const readEndMs = performance.now();
+    t.readMs = readEndMs - startMs;
+    t.spans.push({ phase: "read", startMs: 0, endMs: t.readMs });
     const kept = partitioner.routed[serverId];
     log.info(
       `read ${formatBytes(inputBytes)} (${t.inputRecords} records) in ${Math.round(t.readMs)} ms, ${formatRate(inputBytes, t.readMs)}; kept ${kept}, sent ${t.inputRecords - kept} records`,
     );
     await mesh.whenConnected();
     await mesh.whenAllReceived();
-    t.exchangeMs = performance.now() - startMs;
+    const exchangeEndMs = performance.now();
+    t.exchangeMs = exchangeEndMs - readEndMs;
+    t.spans.push({ phase: "exchange", startMs: t.readMs, endMs: exchangeEndMs - startMs });
     t.sentBytes = mesh.out.reduce((sum, o) => sum + (o === null ? 0 : o.records * RECORD_BYTES), 0);
     t.receivedBytes = mesh.in.reduce((sum, s) => sum + (s === null ? 0 : s.records * RECORD_BYTES), 0);
     log.info(
-      `exchange done at ${Math.round(t.exchangeMs)} ms: received ${t.receivedBytes / RECORD_BYTES} records from ${peers - 1} peers, holding ${store.records}`,
+      `exchange: waited ${Math.round(t.exchangeMs)} ms after reading; received ${t.receivedBytes / RECORD_BYTES} records from ${peers - 1} peers, holding ${store.records}`,
     );
 
     const { sortMs, writeMs } = await sortAndWrite(store, writer, validation, t);
+    const writtenMs = performance.now() - startMs;
     t.sortMs = sortMs;
+    t.spans.push({ phase: "sort", startMs: exchangeEndMs - startMs, endMs: exchangeEndMs - startMs + sortMs });
+    t.spans.push({ phase: "write", startMs: exchangeEndMs - startMs + sortMs, endMs: writtenMs });
     t.outputRecords = writer.bytes / RECORD_BYTES;
     log.info(`sorted ${t.outputRecords} records in ${Math.round(sortMs)} ms`);
     mesh.sendReady(validation === null ? null : validation.encode());
     await mesh.whenCommitted();
     if (validation !== null) timed(() => checkVerdict(mesh, serverId, validation));
-    const g = performance.now();
     writer.commit();
-    t.writeMs = writeMs + (performance.now() - g);
+    t.writeMs = writeMs;
+    t.commitMs = performance.now() - startMs - writtenMs;
+    t.spans.push({ phase: "commit", startMs: writtenMs, endMs: writtenMs + t.commitMs });
     log.info(
       `wrote ${formatBytes(writer.bytes)} to ${options.outputFile} in ${Math.round(t.writeMs)} ms (fsync included), ${formatRate(writer.bytes, t.writeMs)}`,
     );

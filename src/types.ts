@@ -34,15 +34,53 @@ export interface SortOptions {
   secret: Uint8Array | null;
   /** Summarise outputs valsort-style, exchange the summaries, and fail unless the global verdict is valid. */
   validate?: boolean;
+  /**
+   * How records find their owner: "bits" (default) gives peer i the i-th equal
+   * key range (the top bits of the key for 2^n peers); "sample" draws a sample
+   * of every input first and splits the whole-record order evenly.
+   */
+  partition?: PartitionMode;
+  /** Budget for records and buffers, bytes; null: derived from the memory available to this process. */
+  memoryBytes?: number | null;
+  /** Where spilled runs go; null: the output's directory. */
+  tempDir?: string | null;
 }
 
-/** Per-phase figures of one peer's run, printed at the end and read by `bench`. */
+export type PartitionMode = "bits" | "sample";
+
+/** The phases of one peer's run, in the order they start. */
+export type PhaseName = "connect" | "read" | "exchange" | "sort" | "write" | "commit";
+
+/**
+ * One phase as an interval of the peer's own clock: ms since the peer started
+ * (startedAtEpochMs). Phases may overlap (connect and read do).
+ */
+export interface PhaseSpan {
+  phase: PhaseName;
+  startMs: number;
+  endMs: number;
+}
+
+/**
+ * Per-phase figures of one peer's run, printed at the end (--json) and read by
+ * `bench`. Every `...Ms` field is a duration; instants live only in `spans`.
+ */
 export interface PhaseTimings {
+  /** Wall clock (Date.now()) when the peer started: puts every peer's spans on one time axis. */
+  startedAtEpochMs: number;
+  /** Start and end of each phase, ms since startedAtEpochMs. */
+  spans: PhaseSpan[];
+  /** Start until every connection of the mesh was up (overlaps read). */
   connectMs: number;
+  /** Reading, partitioning and handing our own input to the sockets. */
   readMs: number;
+  /** After our own read: waiting until every other peer's stream had arrived. */
   exchangeMs: number;
   sortMs: number;
+  /** Writing and fsyncing the output under its temporary name. */
   writeMs: number;
+  /** The last rounds: waiting for every peer's READY, linking the output into place, the final confirmations. */
+  commitMs: number;
   /** Time spent on --validate's checksums and summaries (0 without it). */
   validateMs: number;
   totalMs: number;

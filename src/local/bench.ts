@@ -327,8 +327,8 @@ function phasesOf(run: ClusterRun): PeerPhases[] {
     const t = p.timings;
     assert(t !== null, "a successful peer printed its timings");
     const cpu = cpuLine.exec(p.output);
-    const exchangeMs = Math.max(0, t.exchangeMs - t.readMs);
-    const otherMs = Math.max(0, t.totalMs - t.exchangeMs - t.sortMs - t.writeMs);
+    const exchangeMs = t.exchangeMs;
+    const otherMs = Math.max(0, t.totalMs - t.readMs - t.exchangeMs - t.sortMs - t.writeMs);
     return {
       id: p.id,
       connectMs: t.connectMs,
