@@ -1,51 +1,204 @@
 /**
- * One peer's whole run: read -> partition -> exchange -> sort -> write, with the
- * ready/commit step that makes exit 0 mean "the sort succeeded everywhere".
+ * One peer's whole run, as phase functions over one shared context:
+ *
+ *   readAndSend -> awaitExchange -> sortAndWrite -> commit
+ *
  * Reading, sending and receiving overlap: every chunk is partitioned and its
  * batches go out while the next is read, and records from other peers land in
- * their buckets (the first radix pass) as they arrive.
+ * their buckets (the first radix pass) as they arrive. The commit rounds make
+ * exit 0 mean "every peer's output is in place" (docs/protocol.md, "Commit").
+ * Each phase returns or records its own figures; `fail` is the one failure path.
  */
 import { NetsortError } from "./errors.ts";
 import { Mesh } from "./exchange/mesh.ts";
 import { checkInputFile, readChunks } from "./io/reader.ts";
 import { DurableWriter } from "./io/writer.ts";
 import { tuneJit } from "./jit.ts";
+import {
+  abortDialMs,
+  abortLingerMs,
+  earlyAbortLingerMs,
+  gcEveryReceivedBytes,
+  maxBusyMs,
+  progressIntervalMs,
+} from "./limits.ts";
 import { formatBytes, formatRate, log } from "./log.ts";
 import { Partitioner } from "./partition/partitioner.ts";
 import { RECORD_BYTES, rangeEnd, rangeStart } from "./record.ts";
 import { BucketStore } from "./sort/buckets.ts";
-import type { PhaseTimings, SortOptions } from "./types.ts";
+import type { PhaseName, PhaseTimings, SortOptions } from "./types.ts";
 import { decodePart, globalVerdict, type PeerPart, PeerValidation } from "./validate/validation.ts";
-
-/** The sort loop gives the event loop a turn at least this often, so pings and ABORTs flow. */
-const maxBusyMs = 50;
-/**
- * Bun hands every socket read to us in a freshly allocated buffer. Left to the
- * garbage collector's own pace, received data keeps landing in fresh pages (a
- * page fault per 4 KiB); a quick collection this often lets the allocator reuse
- * the chunks we are done with. Measured, 4 peers x 256 MiB, A/B in one session:
- * every 16 MiB 31-34k faults and 3.5-4.6 s system CPU for all peers; every 4 MiB
- * 18-19k faults and 2.7-3.1 s; every 2 MiB worse again (more collections).
- */
-const gcEveryReceivedBytes = 4 * 1024 * 1024;
-/** A progress line is logged this often during long phases. */
-const progressIntervalMs = 5_000;
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-function peakRssBytes(): number {
-  return process.resourceUsage().maxRSS * 1024;
+/** What every phase of one run shares. */
+interface Run {
+  options: SortOptions;
+  mesh: Mesh;
+  store: BucketStore;
+  writer: DurableWriter;
+  partitioner: Partitioner;
+  validation: PeerValidation | null;
+  t: PhaseTimings;
+  /** performance.now() at the start: spans are ms since then. */
+  startMs: number;
+  inputBytes: number;
+  readBytes: number;
 }
 
-/** After a failure before the mesh was up, answer late peers' dials with our reason for at most this long. */
-const earlyAbortLingerMs = 10_000;
+function span(run: Run, phase: PhaseName, fromMs: number, toMs = performance.now()): number {
+  run.t.spans.push({ phase, startMs: fromMs - run.startMs, endMs: toMs - run.startMs });
+  return toMs - fromMs;
+}
+
+/** Time --validate adds, summed where it happens (read, write, verdict). */
+function timedValidation(run: Run, fn: () => void): void {
+  const fromMs = performance.now();
+  fn();
+  run.t.validateMs += performance.now() - fromMs;
+}
+
+function emptyTimings(inputBytes: number): PhaseTimings {
+  return {
+    startedAtEpochMs: Date.now(),
+    spans: [],
+    connectMs: 0,
+    readMs: 0,
+    exchangeMs: 0,
+    sortMs: 0,
+    writeMs: 0,
+    commitMs: 0,
+    validateMs: 0,
+    totalMs: 0,
+    inputRecords: inputBytes / RECORD_BYTES,
+    outputRecords: 0,
+    sentBytes: 0,
+    receivedBytes: 0,
+    peakRssBytes: 0,
+  };
+}
+
+/** Phase 1: read the input, keep our own records, send the rest as it is read. */
+async function readAndSend(run: Run): Promise<void> {
+  const { mesh, partitioner, validation, options } = run;
+  const fromMs = performance.now();
+  for await (const chunk of readChunks(options.inputFile, run.inputBytes)) {
+    if (validation !== null) timedValidation(run, () => validation.addInput(chunk));
+    await partitioner.push(chunk);
+    run.readBytes += chunk.length;
+    await turn(); // let sockets drain and receive between chunks
+  }
+  partitioner.finish();
+  run.t.readMs = span(run, "read", fromMs);
+  const kept = partitioner.routed[options.serverId];
+  log.info(
+    `read ${formatBytes(run.inputBytes)} (${run.t.inputRecords} records) in ${Math.round(run.t.readMs)} ms, ${formatRate(run.inputBytes, run.t.readMs)}; kept ${kept}, sent ${run.t.inputRecords - kept} records`,
+  );
+  await mesh.whenConnected();
+  mesh.finishStreams();
+}
+
+/** Phase 2: wait until every other peer's stream has arrived whole. */
+async function awaitExchange(run: Run): Promise<void> {
+  const { mesh, store } = run;
+  const fromMs = performance.now();
+  await mesh.whenAllReceived();
+  run.t.exchangeMs = span(run, "exchange", fromMs);
+  run.t.sentBytes = mesh.out.reduce((sum, o) => sum + (o === null ? 0 : o.records * RECORD_BYTES), 0);
+  run.t.receivedBytes = mesh.in.reduce((sum, s) => sum + (s === null ? 0 : s.records * RECORD_BYTES), 0);
+  const peers = mesh.peers;
+  log.info(
+    `exchange: waited ${Math.round(run.t.exchangeMs)} ms after reading; received ${run.t.receivedBytes / RECORD_BYTES} records from ${peers - 1} ${peers === 2 ? "peer" : "peers"}, holding ${store.records}`,
+  );
+}
+
 /**
- * A peer that could not listen dials the others to tell them why, for at most
- * this long: peers not up by then will meet their own connect timeout.
+ * Phase 3: sort bucket by bucket and write each sorted run as soon as it exists
+ * (the store gives a bucket's memory back once its run is written, so the page
+ * cache reuses it). Yields to the event loop every maxBusyMs so pings keep
+ * flowing. Ends with the output fsynced under its temporary name.
  */
-const abortDialMs = 3_000;
-/** After a failure on a connected mesh, the same for peers whose streams were not up. */
-const abortLingerMs = 2_000;
+async function sortAndWrite(run: Run): Promise<void> {
+  const { store, writer, validation } = run;
+  const fromMs = performance.now();
+  let sortMs = 0;
+  let writeMs = 0;
+  let lastTurnMs = fromMs;
+  const runs = store.sortedRuns();
+  while (true) {
+    const a = performance.now();
+    const next = runs.next();
+    const sortedAtMs = performance.now();
+    sortMs += sortedAtMs - a;
+    if (next.done) break;
+    writer.write(next.value);
+    const writtenAtMs = performance.now();
+    writeMs += writtenAtMs - sortedAtMs;
+    if (validation !== null) timedValidation(run, () => validation.addOutput(next.value));
+    if (writtenAtMs - lastTurnMs > maxBusyMs) {
+      await turn();
+      lastTurnMs = performance.now();
+    }
+  }
+  const prepareFromMs = performance.now();
+  writer.prepare();
+  writeMs += performance.now() - prepareFromMs;
+  run.t.sortMs = sortMs;
+  run.t.writeMs = writeMs;
+  run.t.outputRecords = writer.bytes / RECORD_BYTES;
+  // Sorting and writing interleave: one span each, laid end to end, with the measured durations.
+  span(run, "sort", fromMs, fromMs + sortMs);
+  span(run, "write", fromMs + sortMs, performance.now());
+  log.info(
+    `sorted ${run.t.outputRecords} records in ${Math.round(sortMs)} ms; wrote ${formatBytes(writer.bytes)} in ${Math.round(writeMs)} ms (fsync included), ${formatRate(writer.bytes, writeMs)}`,
+  );
+}
+
+/**
+ * Every peer combines the same N summaries, so every peer reaches the same
+ * verdict; peer 0 prints it. A wrong verdict fails the sort before any commit.
+ */
+function checkVerdict(mesh: Mesh, serverId: number, own: PeerValidation): void {
+  const parts: PeerPart[] = mesh.in.map((stream, id) => {
+    if (id === serverId) return own.part();
+    const payload = stream?.validation ?? null;
+    if (payload === null) {
+      throw new NetsortError(`--validate: peer ${id} sent no summary (start every peer with --validate)`);
+    }
+    return decodePart(payload);
+  });
+  const verdict = globalVerdict(parts);
+  if (serverId === 0) for (const line of verdict.lines) log.info(`validate: ${line}`);
+  if (!verdict.ok) throw new NetsortError(`validation failed: ${verdict.problem}`);
+  if (serverId !== 0) log.info(`validate: ${verdict.lines[verdict.lines.length - 1]}`);
+}
+
+/**
+ * Phase 4, the commit rounds (docs/protocol.md, "Commit"):
+ *   READY      our output is durable under its temporary name
+ *   COMMITTED  after every READY: linked into place under its final name
+ *   CONFIRMED  after every COMMITTED: still ours and in place (no peer wrote over it)
+ * Exit 0 only after every CONFIRMED: then every output is in place, for good.
+ */
+async function commit(run: Run): Promise<void> {
+  const { mesh, writer, validation, options } = run;
+  const fromMs = performance.now();
+  mesh.sendReady(validation === null ? null : validation.encode());
+  await mesh.whenAllReady();
+  if (validation !== null) timedValidation(run, () => checkVerdict(mesh, options.serverId, validation));
+  writer.commit();
+  mesh.sendCommitted();
+  await mesh.whenAllCommitted();
+  // Every peer has renamed by now: a peer given our path (NFS, another host) would show here.
+  if (!writer.isInPlace()) {
+    throw new NetsortError(
+      `output ${options.outputFile}: another process replaced it during the commit (two peers given the same output file?)`,
+    );
+  }
+  mesh.sendConfirmed();
+  await mesh.whenAllConfirmed();
+  run.t.commitMs = span(run, "commit", fromMs);
+}
 
 /**
  * The input or output was unusable before any data moved: still listen, bounded,
@@ -77,65 +230,57 @@ async function tellAndClose(mesh: Mesh, options: SortOptions, lingerMs: number):
 }
 
 /**
- * Every peer combines the same N summaries, so every peer reaches the same
- * verdict; peer 0 prints it. A wrong verdict fails the sort before any rename.
+ * The one failure path. Our output goes away unless we already CONFIRMED it:
+ * from then on other peers may exit 0 counting on it, so it must stay.
  */
-function checkVerdict(mesh: Mesh, serverId: number, own: PeerValidation): void {
-  const parts: PeerPart[] = mesh.in.map((stream, id) => {
-    if (id === serverId) return own.part();
-    const payload = stream?.validation ?? null;
-    if (payload === null) {
-      throw new NetsortError(`--validate: peer ${id} sent no summary (start every peer with --validate)`);
-    }
-    return decodePart(payload);
-  });
-  const verdict = globalVerdict(parts);
-  if (serverId === 0) for (const line of verdict.lines) log.info(`validate: ${line}`);
-  if (!verdict.ok) throw new NetsortError(`validation failed: ${verdict.problem}`);
-  if (serverId !== 0) log.info(`validate: ${verdict.lines[verdict.lines.length - 1]}`);
+async function fail(run: Run, error: unknown): Promise<never> {
+  const { mesh, writer, options } = run;
+  mesh.fail(error);
+  if (mesh.confirmedSent) {
+    log.warn(`output ${options.outputFile} stays: it was confirmed to the other peers before the failure`);
+  } else {
+    writer.discard();
+  }
+  await tellAndClose(mesh, options, mesh.connectedAtMs > 0 ? 0 : abortLingerMs);
+  throw mesh.error ?? error;
+}
+
+/** While the run goes on: a line every progressIntervalMs, naming missing peers while connecting. */
+function startProgress(run: Run): Timer {
+  return setInterval(() => {
+    const elapsedMs = Math.round(performance.now() - run.startMs);
+    const missing = run.mesh.connectedAtMs === 0 ? run.mesh.missingPeers() : [];
+    const waiting =
+      missing.length === 0
+        ? ""
+        : `; waiting for ${missing.map((s) => `peer ${s.serverId} (${s.host}:${s.port})`).join(", ")}`;
+    log.info(
+      `progress at ${elapsedMs} ms: read ${formatBytes(run.readBytes)} of ${formatBytes(run.inputBytes)}, holding ${run.store.records} records${waiting}`,
+    );
+  }, progressIntervalMs);
 }
 
 /**
- * Sort bucket by bucket and write each sorted run as soon as it exists (the
- * store gives a bucket's memory back once its run is written, so the page cache
- * reuses it). Yields to the event loop every maxBusyMs so pings keep flowing.
- * Ends with the output fsynced under its temporary name.
+ * Bun hands every socket read to us in a freshly allocated buffer. Left to the
+ * garbage collector's own pace, received data keeps landing in fresh pages; a
+ * quick collection every gcEveryReceivedBytes lets the allocator reuse them.
  */
-async function sortAndWrite(
+function receiver(
   store: BucketStore,
-  writer: DurableWriter,
-  validation: PeerValidation | null,
-  t: PhaseTimings,
-): Promise<{ sortMs: number; writeMs: number }> {
-  let sortMs = 0;
-  let writeMs = 0;
-  let lastTurnMs = performance.now();
-  const runs = store.sortedRuns();
-  while (true) {
-    const a = performance.now();
-    const next = runs.next();
-    const b = performance.now();
-    sortMs += b - a;
-    if (next.done) break;
-    writer.write(next.value);
-    const c = performance.now();
-    writeMs += c - b;
-    if (validation !== null) {
-      validation.addOutput(next.value);
-      t.validateMs += performance.now() - c;
+): (from: number, buf: Uint8Array, offset: number, length: number) => void {
+  let sinceGcBytes = 0;
+  return (_from, buf, offset, length) => {
+    store.add(buf, offset, length);
+    sinceGcBytes += length;
+    if (sinceGcBytes >= gcEveryReceivedBytes) {
+      sinceGcBytes = 0;
+      Bun.gc(false);
     }
-    if (c - lastTurnMs > maxBusyMs) {
-      await turn();
-      lastTurnMs = performance.now();
-    }
-  }
-  const f = performance.now();
-  writer.prepare();
-  writeMs += performance.now() - f;
-  return { sortMs, writeMs };
+  };
 }
 
-export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
+/** Check the files, then build the run's parts. A bad input or output stops here, before data moves. */
+function setUp(options: SortOptions): Run | Error {
   const startMs = performance.now();
   const { serverId, config } = options;
   const peers = config.servers.length;
@@ -145,7 +290,7 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
     inputBytes = checkInputFile(options.inputFile);
     writer = new DurableWriter(options.outputFile);
   } catch (error) {
-    return abortEarly(options, error);
+    return error instanceof Error ? error : new NetsortError(String(error));
   }
   tuneJit(inputBytes);
   const store = new BucketStore({
@@ -153,129 +298,59 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
     rangeEnd: rangeEnd(serverId, peers),
     expectedRecords: Math.ceil(inputBytes / RECORD_BYTES),
   });
-  let receivedSinceGcBytes = 0;
-  const mesh = new Mesh(options, {
-    onRecords: (_from, buf, offset, length) => {
-      store.add(buf, offset, length);
-      receivedSinceGcBytes += length;
-      if (receivedSinceGcBytes >= gcEveryReceivedBytes) {
-        receivedSinceGcBytes = 0;
-        Bun.gc(false);
-      }
-    },
-  });
+  const mesh = new Mesh(options, { onRecords: receiver(store) });
   const partitioner = new Partitioner(serverId, mesh.out, (buf, offset, length) =>
     store.add(buf, offset, length),
   );
-  const t: PhaseTimings = {
-    startedAtEpochMs: Date.now(),
-    spans: [],
-    connectMs: 0,
-    readMs: 0,
-    exchangeMs: 0,
-    sortMs: 0,
-    writeMs: 0,
-    commitMs: 0,
-    validateMs: 0,
-    totalMs: 0,
-    inputRecords: inputBytes / RECORD_BYTES,
-    outputRecords: 0,
-    sentBytes: 0,
-    receivedBytes: 0,
-    peakRssBytes: 0,
-  };
-  let readBytes = 0;
   const validation = options.validate ? new PeerValidation() : null;
-  /** Time --validate adds, summed where it happens (read, write, verdict). */
-  const timed = (fn: () => void) => {
-    const a = performance.now();
-    fn();
-    t.validateMs += performance.now() - a;
-  };
+  const t = emptyTimings(inputBytes);
+  return { options, mesh, store, writer, partitioner, validation, t, startMs, inputBytes, readBytes: 0 };
+}
+
+export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
+  const run = setUp(options);
+  if (run instanceof Error) return abortEarly(options, run);
+  const { mesh, t } = run;
+  const peers = mesh.peers;
   const onSignal = (signal: NodeJS.Signals) => mesh.fail(new NetsortError(`interrupted by ${signal}`));
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  const progress = setInterval(() => {
-    log.info(
-      `progress: read ${formatBytes(readBytes)} of ${formatBytes(inputBytes)}, holding ${store.records} records, ${Math.round(performance.now() - startMs)} ms`,
-    );
-  }, progressIntervalMs);
-
+  const progress = startProgress(run);
   const work = async () => {
     mesh.listen();
     mesh.start();
     mesh.whenConnected().then(
       () => {
-        t.connectMs = mesh.connectedAtMs > 0 ? mesh.connectedAtMs - startMs : 0;
-        t.spans.push({ phase: "connect", startMs: 0, endMs: t.connectMs });
-        if (peers > 1) log.info(`mesh up: ${peers - 1} peers connected in ${Math.round(t.connectMs)} ms`);
+        t.connectMs = span(run, "connect", run.startMs, mesh.connectedAtMs || performance.now());
+        if (peers > 1) {
+          log.info(
+            `mesh up: ${peers - 1} ${peers === 2 ? "peer" : "peers"} connected in ${Math.round(t.connectMs)} ms`,
+          );
+        }
       },
       () => {},
     );
-    for await (const chunk of readChunks(options.inputFile, inputBytes)) {
-      if (validation !== null) timed(() => validation.addInput(chunk));
-      await partitioner.push(chunk);
-      readBytes += chunk.length;
-      await turn(); // let sockets drain and receive between chunks
-    }
-    partitioner.finish();
-    for (const out of mesh.out) out?.finish();
-    const readEndMs = performance.now();
-    t.readMs = readEndMs - startMs;
-    t.spans.push({ phase: "read", startMs: 0, endMs: t.readMs });
-    const kept = partitioner.routed[serverId];
-    log.info(
-      `read ${formatBytes(inputBytes)} (${t.inputRecords} records) in ${Math.round(t.readMs)} ms, ${formatRate(inputBytes, t.readMs)}; kept ${kept}, sent ${t.inputRecords - kept} records`,
-    );
-    await mesh.whenConnected();
-    await mesh.whenAllReceived();
-    const exchangeEndMs = performance.now();
-    t.exchangeMs = exchangeEndMs - readEndMs;
-    t.spans.push({ phase: "exchange", startMs: t.readMs, endMs: exchangeEndMs - startMs });
-    t.sentBytes = mesh.out.reduce((sum, o) => sum + (o === null ? 0 : o.records * RECORD_BYTES), 0);
-    t.receivedBytes = mesh.in.reduce((sum, s) => sum + (s === null ? 0 : s.records * RECORD_BYTES), 0);
-    log.info(
-      `exchange: waited ${Math.round(t.exchangeMs)} ms after reading; received ${t.receivedBytes / RECORD_BYTES} records from ${peers - 1} peers, holding ${store.records}`,
-    );
-
-    const { sortMs, writeMs } = await sortAndWrite(store, writer, validation, t);
-    const writtenMs = performance.now() - startMs;
-    t.sortMs = sortMs;
-    t.spans.push({ phase: "sort", startMs: exchangeEndMs - startMs, endMs: exchangeEndMs - startMs + sortMs });
-    t.spans.push({ phase: "write", startMs: exchangeEndMs - startMs + sortMs, endMs: writtenMs });
-    t.outputRecords = writer.bytes / RECORD_BYTES;
-    log.info(`sorted ${t.outputRecords} records in ${Math.round(sortMs)} ms`);
-    mesh.sendReady(validation === null ? null : validation.encode());
-    await mesh.whenCommitted();
-    if (validation !== null) timed(() => checkVerdict(mesh, serverId, validation));
-    writer.commit();
-    t.writeMs = writeMs;
-    t.commitMs = performance.now() - startMs - writtenMs;
-    t.spans.push({ phase: "commit", startMs: writtenMs, endMs: writtenMs + t.commitMs });
-    log.info(
-      `wrote ${formatBytes(writer.bytes)} to ${options.outputFile} in ${Math.round(t.writeMs)} ms (fsync included), ${formatRate(writer.bytes, t.writeMs)}`,
-    );
+    await readAndSend(run);
+    await awaitExchange(run);
+    await sortAndWrite(run);
+    await commit(run);
   };
-
   try {
     const running = work();
     running.catch(() => {}); // when the mesh fails first, `work` stops on its own
     await Promise.race([running, mesh.failed]);
   } catch (error) {
-    mesh.fail(error);
-    writer.discard();
-    await tellAndClose(mesh, options, mesh.connectedAtMs > 0 ? 0 : abortLingerMs);
-    throw mesh.error ?? error;
+    return await fail(run, error);
   } finally {
     clearInterval(progress);
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
   await mesh.close();
-  t.totalMs = performance.now() - startMs;
-  t.peakRssBytes = peakRssBytes();
+  t.totalMs = performance.now() - run.startMs;
+  t.peakRssBytes = process.resourceUsage().maxRSS * 1024;
   log.success(
-    `peer ${serverId}: sorted ${t.outputRecords} records in ${Math.round(t.totalMs)} ms, peak RSS ${formatBytes(t.peakRssBytes)}`,
+    `peer ${options.serverId}: sorted ${t.outputRecords} records in ${Math.round(t.totalMs)} ms, output ${options.outputFile} committed on every peer, peak RSS ${formatBytes(t.peakRssBytes)}`,
   );
   return t;
 }

@@ -43,3 +43,49 @@ export const maxTimeoutMs = 24 * 60 * 60 * 1000;
 export const flushTimeoutMs = 2_000;
 /** Largest config file read, in bytes: a cluster list is small. */
 export const maxConfigBytes = 1024 * 1024;
+
+// ---- the peer's run (src/job.ts) ----
+/** The sort loop gives the event loop a turn at least this often, so pings and ABORTs flow. */
+export const maxBusyMs = 50;
+/**
+ * A quick garbage collection after every this many received bytes: Bun hands
+ * each socket read over in a fresh buffer, and without it received data keeps
+ * landing in fresh pages. Measured, 4 peers x 256 MiB, A/B in one session:
+ * every 16 MiB 31-34k page faults and 3.5-4.6 s system CPU for all peers; every
+ * 4 MiB 18-19k faults and 2.7-3.1 s; every 2 MiB worse again.
+ */
+export const gcEveryReceivedBytes = 4 * 1024 * 1024;
+/** A progress line is logged this often during long phases. */
+export const progressIntervalMs = 5_000;
+/** After a failure before the mesh was up, answer late peers' dials with our reason for at most this long. */
+export const earlyAbortLingerMs = 10_000;
+/** A peer that could not listen dials the others to tell them why, for at most this long. */
+export const abortDialMs = 3_000;
+/** After a failure on a connected mesh, the same for peers whose streams were not up. */
+export const abortLingerMs = 2_000;
+
+// ---- the mesh (src/exchange/) ----
+/** The first few dial retries wait only fastRetryMs, so a mesh started together is up fast. */
+export const fastRetries = 4;
+export const fastRetryMs = 50;
+/** A dialer waits this many hello timeouts for an answer: the listener may be a busy peer, not a stranger. */
+export const answerWaitHelloTimeouts = 5;
+/** A gap between clock ticks this many tick periods long means this process stalled. */
+export const stallTicks = 3;
+/** Clock tick period bounds: a quarter of the idle timeout, within these. */
+export const minTickMs = 10;
+export const maxTickMs = 250;
+/** Lingering ends once no peer has dialed for this many retry intervals (and at least lingerQuietMinMs). */
+export const lingerQuietRetries = 4;
+export const lingerQuietMinMs = 1_000;
+export const lingerPollMs = 50;
+/** Strangers are logged at most this often (plus a count of the ones not logged). */
+export const strangerLogIntervalMs = 5_000;
+/** Most frames waiting in one connection's queue: a bug guard, far above what the pools allow. */
+export const maxPendingFrames = 4096;
+/**
+ * A hello that shows a misconfiguration but could come from a stranger (no
+ * secret: anyone can send one) fails this peer only if the mesh is still not up
+ * this long after it; well under the 10 s in which every peer must stop.
+ */
+export const mismatchGraceMs = 4_000;

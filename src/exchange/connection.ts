@@ -7,6 +7,7 @@
  */
 import type { Socket } from "bun";
 import { assert } from "../errors.ts";
+import { maxPendingFrames } from "../limits.ts";
 
 interface Pending {
   buf: Uint8Array;
@@ -15,9 +16,6 @@ interface Pending {
   /** Called once the frame has been handed to the kernel whole (e.g. to recycle the buffer). */
   onWritten: (() => void) | null;
 }
-
-/** Most frames waiting in one connection's queue: a bug guard, far above what the pools allow. */
-const maxPendingFrames = 4096;
 
 export class Connection<T = unknown> {
   socket: Socket<T> | null = null;

@@ -18,7 +18,8 @@ import { RECORD_BYTES } from "../record.ts";
 
 export const FRAME_HEADER_BYTES = 8;
 export const PROTOCOL_MAGIC = 0x4e535254; // "NSRT"
-export const PROTOCOL_VERSION = 1;
+/** Version 2: settings and an output tag in HELLO, the dialer proves the secret first, COMMITTED and CONFIRMED. */
+export const PROTOCOL_VERSION = 2;
 export const FINGERPRINT_BYTES = 32;
 export const NONCE_BYTES = 32;
 export const PROOF_BYTES = 32;
@@ -46,10 +47,15 @@ export enum FrameType {
   Ping = 9,
   /** listener -> dialer: hello refused, with the reason. */
   Refuse = 10,
+  /** dialer -> listener: my output is linked into place under its final name, durably. */
+  Committed = 11,
+  /** dialer -> listener: after everyone's COMMITTED, my output is still mine and in place. */
+  Confirmed = 12,
 }
 
-const HELLO_BYTES = 4 + 2 + 2 + 2 + 2 + FINGERPRINT_BYTES + NONCE_BYTES;
-const WELCOME_BYTES = 2 + FINGERPRINT_BYTES + NONCE_BYTES + PROOF_BYTES;
+export const OUTPUT_TAG_BYTES = 32;
+const HELLO_BYTES = 4 + 2 + 2 + 2 + 2 + 4 + 4 + FINGERPRINT_BYTES + OUTPUT_TAG_BYTES + NONCE_BYTES;
+const WELCOME_BYTES = 2 + 2 + NONCE_BYTES;
 const DONE_BYTES = 8 + 4;
 /** READY's optional payload (--validate): a valsort summary, then the input checksum and record count. */
 export const VALSORT_SUMMARY_BYTES = 280;
@@ -67,6 +73,8 @@ const payloadLimit: Record<FrameType, number> = {
   [FrameType.Abort]: maxAbortReasonBytes,
   [FrameType.Ping]: 0,
   [FrameType.Refuse]: maxAbortReasonBytes,
+  [FrameType.Committed]: 0,
+  [FrameType.Confirmed]: 0,
 };
 assert(
   Object.values(payloadLimit).every((n) => n <= maxControlPayloadBytes || n === maxDataPayloadBytes),
@@ -97,13 +105,34 @@ function frame(type: FrameType, payload: Uint8Array): Uint8Array {
   return out;
 }
 
+/** HELLO and WELCOME flag: this side has a shared secret configured. */
+export const FLAG_SECRET = 1;
+
+/**
+ * Settings every peer must share, compared at hello so a mismatch is refused by
+ * name instead of surfacing later as a misleading failure.
+ */
+export interface WireSettings {
+  validate: boolean;
+  partition: "bits" | "sample";
+  idleTimeoutMs: number;
+}
+
 export interface Hello {
   senderId: number;
   receiverId: number;
   peers: number;
+  /** FLAG_SECRET when the sender has a shared secret. */
+  flags: number;
+  settings: WireSettings;
+  /** SHA-256 of the config's normalised server list. */
   fingerprint: Uint8Array;
+  /** SHA-256 of (host identity, resolved output path): equal tags mean two peers write one file. */
+  outputTag: Uint8Array;
   nonce: Uint8Array;
 }
+
+const partitionCodes = ["bits", "sample"] as const;
 
 export function encodeHello(h: Hello): Uint8Array {
   const p = new Uint8Array(HELLO_BYTES);
@@ -113,55 +142,64 @@ export function encodeHello(h: Hello): Uint8Array {
   v.setUint16(6, h.senderId);
   v.setUint16(8, h.receiverId);
   v.setUint16(10, h.peers);
-  p.set(h.fingerprint, 12);
-  p.set(h.nonce, 12 + FINGERPRINT_BYTES);
+  p[12] = h.flags;
+  p[13] = h.settings.validate ? 1 : 0;
+  p[14] = partitionCodes.indexOf(h.settings.partition);
+  p[15] = 0;
+  v.setUint32(16, h.settings.idleTimeoutMs);
+  p.set(h.fingerprint, 20);
+  p.set(h.outputTag, 20 + FINGERPRINT_BYTES);
+  p.set(h.nonce, 20 + FINGERPRINT_BYTES + OUTPUT_TAG_BYTES);
   return frame(FrameType.Hello, p);
 }
 
 export function decodeHello(p: Uint8Array): Hello {
-  if (p.length !== HELLO_BYTES)
-    throw new ProtocolError(`hello of ${p.length} bytes, expected ${HELLO_BYTES}`);
+  if (p.length < 6) throw new ProtocolError(`hello of ${p.length} bytes, expected ${HELLO_BYTES}`);
   const v = new DataView(p.buffer, p.byteOffset, p.length);
   if (v.getUint32(0) !== PROTOCOL_MAGIC) throw new ProtocolError("hello without the netsort magic");
+  // The version comes before the size check: an older netsort's shorter hello is named as such.
   const version = v.getUint16(4);
   if (version !== PROTOCOL_VERSION) {
     throw new ProtocolError(`protocol version ${version}, this netsort speaks ${PROTOCOL_VERSION}`);
   }
+  if (p.length !== HELLO_BYTES)
+    throw new ProtocolError(`hello of ${p.length} bytes, expected ${HELLO_BYTES}`);
+  const partition = partitionCodes[p[14]];
+  if (partition === undefined) throw new ProtocolError(`hello with unknown partition mode ${p[14]}`);
+  if (p[13] > 1 || p[15] !== 0) throw new ProtocolError("hello with malformed settings");
   return {
     senderId: v.getUint16(6),
     receiverId: v.getUint16(8),
     peers: v.getUint16(10),
-    fingerprint: p.slice(12, 12 + FINGERPRINT_BYTES),
-    nonce: p.slice(12 + FINGERPRINT_BYTES, HELLO_BYTES),
+    flags: p[12],
+    settings: { validate: p[13] === 1, partition, idleTimeoutMs: v.getUint32(16) },
+    fingerprint: p.slice(20, 20 + FINGERPRINT_BYTES),
+    outputTag: p.slice(20 + FINGERPRINT_BYTES, 20 + FINGERPRINT_BYTES + OUTPUT_TAG_BYTES),
+    nonce: p.slice(20 + FINGERPRINT_BYTES + OUTPUT_TAG_BYTES, HELLO_BYTES),
   };
 }
 
 export interface Welcome {
   listenerId: number;
-  fingerprint: Uint8Array;
+  /** FLAG_SECRET when the listener has a shared secret (then AUTH frames follow, dialer first). */
+  flags: number;
   nonce: Uint8Array;
-  /** HMAC proof of the shared secret, or all zeros when none is configured. */
-  proof: Uint8Array;
 }
 
 export function encodeWelcome(w: Welcome): Uint8Array {
   const p = new Uint8Array(WELCOME_BYTES);
-  new DataView(p.buffer).setUint16(0, w.listenerId);
-  p.set(w.fingerprint, 2);
-  p.set(w.nonce, 2 + FINGERPRINT_BYTES);
-  p.set(w.proof, 2 + FINGERPRINT_BYTES + NONCE_BYTES);
+  const v = new DataView(p.buffer);
+  v.setUint16(0, w.listenerId);
+  v.setUint16(2, w.flags);
+  p.set(w.nonce, 4);
   return frame(FrameType.Welcome, p);
 }
 
 export function decodeWelcome(p: Uint8Array): Welcome {
   if (p.length !== WELCOME_BYTES)
     throw new ProtocolError(`welcome of ${p.length} bytes, expected ${WELCOME_BYTES}`);
-  return {
-    listenerId: new DataView(p.buffer, p.byteOffset, 2).getUint16(0),
-    fingerprint: p.slice(2, 2 + FINGERPRINT_BYTES),
-    nonce: p.slice(2 + FINGERPRINT_BYTES, 2 + FINGERPRINT_BYTES + NONCE_BYTES),
-    proof: p.slice(2 + FINGERPRINT_BYTES + NONCE_BYTES, WELCOME_BYTES),
-  };
+  const v = new DataView(p.buffer, p.byteOffset, p.length);
+  return { listenerId: v.getUint16(0), flags: v.getUint16(2), nonce: p.slice(4, WELCOME_BYTES) };
 }
 
 export function encodeAuth(proof: Uint8Array): Uint8Array {
@@ -246,7 +284,9 @@ export function decodeReady(p: Uint8Array): Uint8Array | null {
   return p.slice();
 }
 
-export function encodeEmpty(type: FrameType.Ready | FrameType.Ping): Uint8Array {
+export function encodeEmpty(
+  type: FrameType.Ready | FrameType.Ping | FrameType.Committed | FrameType.Confirmed,
+): Uint8Array {
   return frame(type, new Uint8Array(0));
 }
 

@@ -1,7 +1,9 @@
 /**
- * The two ends of one stream, after the hello: OutStream (we dialed, we send
- * records) and InStream (they dialed, we receive). Each keeps the record count
- * and the CRC-32 digest of the records in stream order, so DONE can be checked.
+ * The two directions of a link (src/exchange/link.ts): OutStream (we dialed, we
+ * send records) and InStream (they dialed, we receive). Each keeps the record
+ * count and the CRC-32 digest of the records in stream order, so DONE can be
+ * checked, and one state that only moves forward along its documented path,
+ * asserted at every step (docs/architecture.md, "Link state machine").
  */
 import { assert } from "../errors.ts";
 import { batchBytes, maxQueuedBytesPerPeer, sendBudgetBytes } from "../limits.ts";
@@ -33,16 +35,27 @@ export interface SocketHandler {
 /** Batch buffers sit this far apart in a pool: 8-byte aligned, so payloads stay word aligned. */
 const batchStrideBytes = Math.ceil((FRAME_HEADER_BYTES + batchBytes) / 8) * 8;
 
+/**
+ * dialing: no handshake done yet (batches may already queue); open: records
+ * flow; done: DONE sent; acked: the receiver confirmed count and digest;
+ * lost: the connection closed before it was acked. A connection that closes
+ * after ACK leaves the state at acked: its job is done (Connection.closed says
+ * the socket is gone).
+ */
+export type OutState = "dialing" | "open" | "done" | "acked" | "lost";
+const outNext: Record<OutState, readonly OutState[]> = {
+  dialing: ["open", "lost"],
+  open: ["done", "lost"],
+  done: ["acked", "lost"],
+  acked: [],
+  lost: [],
+};
+
 export class OutStream {
   readonly conn = new Connection<SocketHandler>();
-  /** dialing: no hello answered yet; open: records may flow; acked: the receiver confirmed DONE. */
-  state: "dialing" | "open" | "acked" = "dialing";
+  state: OutState = "dialing";
   records = 0;
   digest = 0;
-  doneSent = false;
-  readySent = false;
-  /** Failed dial attempts so far (the first few retry sooner). */
-  dialAttempts = 0;
   /** Set when the mesh fails: waiters wake and the partitioner stops. */
   stopped = false;
   private readonly free: Uint8Array[] = [];
@@ -58,6 +71,21 @@ export class OutStream {
     peers = 2,
   ) {
     this.poolBuffers = batchBuffersPerStream(peers);
+  }
+
+  /** Move along the state path; any other step is a bug. */
+  to(next: OutState): void {
+    assert(
+      outNext[this.state].includes(next),
+      `stream to peer ${this.peer.serverId}: ${this.state} -> ${next}`,
+    );
+    this.state = next;
+  }
+
+  /** At least `state` on the path (lost counts as none). */
+  reached(state: Exclude<OutState, "lost">): boolean {
+    const order: OutState[] = ["dialing", "open", "done", "acked"];
+    return this.state !== "lost" && order.indexOf(this.state) >= order.indexOf(state);
   }
 
   /** A free batch buffer ([header][batchBytes of payload]), or null when all are queued. */
@@ -88,7 +116,7 @@ export class OutStream {
 
   /** Send `payloadBytes` of records that sit at buf[8, 8 + payloadBytes). The buffer comes back via acquire. */
   sendBatch(buf: Uint8Array, payloadBytes: number): void {
-    assert(!this.doneSent, "no data after DONE");
+    assert(this.state === "dialing" || this.state === "open", "no data after DONE");
     assert(payloadBytes > 0 && payloadBytes % RECORD_BYTES === 0 && payloadBytes <= batchBytes, "batch size");
     writeHeader(buf, 0, FrameType.Data, payloadBytes);
     this.digest = Bun.hash.crc32(
@@ -99,10 +127,9 @@ export class OutStream {
     this.conn.send(buf, FRAME_HEADER_BYTES + payloadBytes, () => this.release(buf));
   }
 
-  /** End of our records for this peer. */
+  /** End of our records for this peer (the stream is open: the mesh is up). */
   finish(): void {
-    assert(!this.doneSent, "DONE is sent once");
-    this.doneSent = true;
+    this.to("done");
     this.conn.send(encodeSummary(FrameType.Done, { records: this.records, digest: this.digest }));
   }
 
@@ -121,11 +148,19 @@ export class OutStream {
   }
 }
 
+/**
+ * open: records flow; done: DONE checked and ACK sent; ready, committed,
+ * confirmed: the peer announced its output durable, linked into place, and
+ * still in place after everyone's commit; lost: the connection closed before
+ * CONFIRMED (after it, the state stays confirmed).
+ */
+export type InState = "open" | "done" | "ready" | "committed" | "confirmed" | "lost";
+const inOrder: readonly InState[] = ["open", "done", "ready", "committed", "confirmed"];
+
 export class InStream {
+  state: InState = "open";
   records = 0;
   digest = 0;
-  done = false;
-  ready = false;
   /** The READY frame's validation payload (--validate), or null. */
   validation: Uint8Array | null = null;
 
@@ -133,6 +168,21 @@ export class InStream {
     readonly peer: ServerEntry,
     readonly conn: Connection<SocketHandler>,
   ) {}
+
+  /** One step along the path, or to lost; anything else is a bug (frames are checked before this). */
+  to(next: InState): void {
+    const ok =
+      next === "lost"
+        ? this.state !== "lost" && this.state !== "confirmed"
+        : inOrder.indexOf(next) === inOrder.indexOf(this.state) + 1;
+    assert(ok, `stream from peer ${this.peer.serverId}: ${this.state} -> ${next}`);
+    this.state = next;
+  }
+
+  /** At least `state` on the path (lost counts as none). */
+  reached(state: Exclude<InState, "lost">): boolean {
+    return this.state !== "lost" && inOrder.indexOf(this.state) >= inOrder.indexOf(state);
+  }
 
   /** Account for records as they arrive (the digest chains over the stream in order). */
   count(buf: Uint8Array, offset: number, length: number): void {

@@ -5,6 +5,7 @@
  */
 import {
   closeSync,
+  fstatSync,
   fsyncSync,
   openSync,
   readdirSync,
@@ -89,6 +90,8 @@ export class DurableWriter {
   writebackBytes = 0;
   /** Where the next writeback request starts. */
   private writebackFromBytes = 0;
+  /** The written file's identity (device, inode), known once it is prepared. */
+  private identity: { dev: number; ino: number } | null = null;
 
   /** Opens the temp file now, so a missing or read-only directory is found before data moves (exit 2). */
   constructor(readonly path: string) {
@@ -146,6 +149,8 @@ export class DurableWriter {
     assert(this.state === "open", "prepare once");
     try {
       fsyncSync(this.fd);
+      const stat = fstatSync(this.fd);
+      this.identity = { dev: stat.dev, ino: stat.ino };
       closeSync(this.fd);
     } catch (error) {
       throw new NetsortError(`output ${this.path}: fsync failed (${reasonOf(error)})`);
@@ -172,9 +177,31 @@ export class DurableWriter {
     }
   }
 
-  /** Remove the temp file; safe to call in any state, any number of times. */
+  /** After commit: the output path still holds the file this writer wrote (nobody replaced it). */
+  isInPlace(): boolean {
+    assert(this.state === "committed" && this.identity !== null, "in place is asked after commit");
+    const stat = statSync(this.path, { throwIfNoEntry: false });
+    return stat !== undefined && stat.dev === this.identity.dev && stat.ino === this.identity.ino;
+  }
+
+  /**
+   * Remove what this run wrote: the temp file, or, after commit, the output if
+   * it is still ours (a failed run leaves no output of its own behind). Safe to
+   * call in any state, any number of times.
+   */
   discard(): void {
-    if (this.state === "committed" || this.state === "discarded") return;
+    if (this.state === "discarded") return;
+    if (this.state === "committed") {
+      if (this.isInPlace()) {
+        try {
+          unlinkSync(this.path);
+        } catch {
+          // gone already
+        }
+      }
+      this.state = "discarded";
+      return;
+    }
     if (this.state === "open") {
       try {
         closeSync(this.fd);

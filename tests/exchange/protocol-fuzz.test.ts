@@ -49,8 +49,8 @@ const allTypes = Object.values(FrameType).filter((v): v is FrameType => typeof v
 
 /** Payload limit per type, derived here from the encoders and limits (not read from protocol.ts). */
 const limitOf = new Map<FrameType, number>([
-  [FrameType.Hello, 4 + 2 + 2 + 2 + 2 + FINGERPRINT_BYTES + NONCE_BYTES],
-  [FrameType.Welcome, 2 + FINGERPRINT_BYTES + NONCE_BYTES + PROOF_BYTES],
+  [FrameType.Hello, 4 + 2 + 2 + 2 + 2 + 4 + 4 + FINGERPRINT_BYTES + 32 + NONCE_BYTES],
+  [FrameType.Welcome, 2 + 2 + NONCE_BYTES],
   [FrameType.Auth, PROOF_BYTES],
   [FrameType.Data, maxDataPayloadBytes],
   [FrameType.Done, 12],
@@ -59,6 +59,8 @@ const limitOf = new Map<FrameType, number>([
   [FrameType.Abort, maxAbortReasonBytes],
   [FrameType.Ping, 0],
   [FrameType.Refuse, maxAbortReasonBytes],
+  [FrameType.Committed, 0],
+  [FrameType.Confirmed, 0],
 ]);
 
 /** The `allowed` sets to fuzz with: the protocol's phases, every single type, none, all, and random subsets. */
@@ -136,16 +138,18 @@ function runFuzz(seed: number): FuzzReport {
         senderId: int(2000),
         receiverId: int(2000),
         peers: int(2000),
+        flags: 0,
+        settings: { validate: false, partition: "bits", idleTimeoutMs: 5000 },
         fingerprint: bytes(FINGERPRINT_BYTES),
+        outputTag: bytes(32),
         nonce: bytes(NONCE_BYTES),
       });
     }
     if (kind === 4) {
       return encodeWelcome({
         listenerId: int(65536),
-        fingerprint: bytes(FINGERPRINT_BYTES),
+        flags: 0,
         nonce: bytes(NONCE_BYTES),
-        proof: bytes(PROOF_BYTES),
       });
     }
     if (kind === 5) return encodeAuth(bytes(PROOF_BYTES));

@@ -18,6 +18,7 @@ import {
   FrameType,
   maxDataPayloadBytes,
   NONCE_BYTES,
+  OUTPUT_TAG_BYTES,
   PROOF_BYTES,
   ProtocolError,
   writeHeader,
@@ -38,6 +39,8 @@ function randomBytes(next: () => number, n: number): Uint8Array {
   }
   return out;
 }
+
+const plainSettings = { validate: false, partition: "bits", idleTimeoutMs: 5000 } as const;
 
 const allTypes: ReadonlySet<FrameType> = new Set(
   Object.values(FrameType).filter((v): v is FrameType => typeof v === "number"),
@@ -143,7 +146,14 @@ describe("encode / decode round trips", () => {
         senderId,
         receiverId,
         peers,
+        flags: senderId & 1,
+        settings: {
+          validate: (receiverId & 1) === 1,
+          partition: peers % 2 === 0 ? ("bits" as const) : ("sample" as const),
+          idleTimeoutMs: senderId * 1000 + 7,
+        },
         fingerprint: randomBytes(next, FINGERPRINT_BYTES),
+        outputTag: randomBytes(next, OUTPUT_TAG_BYTES),
         nonce: randomBytes(next, NONCE_BYTES),
       };
       const frame = encodeHello(hello);
@@ -153,9 +163,9 @@ describe("encode / decode round trips", () => {
         reserved: [0, 0, 0],
         length: frame.length - FRAME_HEADER_BYTES,
       });
-      // Magic "NSRT" and version 1, big-endian, lead the payload.
+      // Magic "NSRT" and version 2, big-endian, lead the payload.
       expect(new TextDecoder().decode(frame.subarray(8, 12))).toBe("NSRT");
-      expect([frame[12], frame[13]]).toEqual([0, 1]);
+      expect([frame[12], frame[13]]).toEqual([0, 2]);
       const { type, payload } = decodeOne(frame);
       expect(type).toBe(FrameType.Hello);
       expect(decodeHello(payload)).toEqual(hello);
@@ -163,12 +173,7 @@ describe("encode / decode round trips", () => {
   });
 
   test("welcome", () => {
-    const welcome = {
-      listenerId: 513,
-      fingerprint: randomBytes(next, FINGERPRINT_BYTES),
-      nonce: randomBytes(next, NONCE_BYTES),
-      proof: randomBytes(next, PROOF_BYTES),
-    };
+    const welcome = { listenerId: 513, flags: 1, nonce: randomBytes(next, NONCE_BYTES) };
     const frame = encodeWelcome(welcome);
     expect(headerOf(frame).type).toBe(FrameType.Welcome);
     const { type, payload } = decodeOne(frame);
@@ -292,7 +297,10 @@ describe("FrameDecoder under random splits", () => {
               senderId: Math.floor(next() * 1024),
               receiverId: Math.floor(next() * 1024),
               peers: 1024,
+              flags: 0,
+              settings: plainSettings,
               fingerprint: randomBytes(next, FINGERPRINT_BYTES),
+              outputTag: new Uint8Array(OUTPUT_TAG_BYTES),
               nonce: randomBytes(next, NONCE_BYTES),
             }),
           );
@@ -300,9 +308,8 @@ describe("FrameDecoder under random splits", () => {
           control(
             encodeWelcome({
               listenerId: 7,
-              fingerprint: randomBytes(next, FINGERPRINT_BYTES),
+              flags: 0,
               nonce: randomBytes(next, NONCE_BYTES),
-              proof: randomBytes(next, PROOF_BYTES),
             }),
           );
         } else if (kind === 2) {
@@ -421,7 +428,10 @@ describe("FrameDecoder under random splits", () => {
       senderId: 0,
       receiverId: 1,
       peers: 2,
+      flags: 0,
+      settings: plainSettings,
       fingerprint: new Uint8Array(FINGERPRINT_BYTES),
+      outputTag: new Uint8Array(OUTPUT_TAG_BYTES),
       nonce: new Uint8Array(NONCE_BYTES),
     });
     decoder.push(concat([hello, dataFrame(records)]));
@@ -440,11 +450,14 @@ describe("FrameDecoder errors, raised at the header before any payload", () => {
         senderId: 0,
         receiverId: 0,
         peers: 1,
+        flags: 0,
+        settings: plainSettings,
         fingerprint: new Uint8Array(FINGERPRINT_BYTES),
+        outputTag: new Uint8Array(OUTPUT_TAG_BYTES),
         nonce: new Uint8Array(NONCE_BYTES),
       }).length - FRAME_HEADER_BYTES,
     ],
-    [FrameType.Welcome, 2 + FINGERPRINT_BYTES + NONCE_BYTES + PROOF_BYTES],
+    [FrameType.Welcome, 2 + 2 + NONCE_BYTES],
     [FrameType.Auth, PROOF_BYTES],
     [FrameType.Data, maxDataPayloadBytes],
     [FrameType.Done, 12],
@@ -453,6 +466,8 @@ describe("FrameDecoder errors, raised at the header before any payload", () => {
     [FrameType.Abort, maxAbortReasonBytes],
     [FrameType.Ping, 0],
     [FrameType.Refuse, maxAbortReasonBytes],
+    [FrameType.Committed, 0],
+    [FrameType.Confirmed, 0],
   ];
 
   test("the limit table covers every frame type", () => {
@@ -469,7 +484,7 @@ describe("FrameDecoder errors, raised at the header before any payload", () => {
   });
 
   test("unknown frame types", () => {
-    for (const type of [0, 11, 12, 100, 255]) {
+    for (const type of [0, 13, 14, 100, 255]) {
       const { decoder } = collectingDecoder();
       expect(protocolError(() => decoder.push(rawHeader(type, 0)))).toBe(`unknown frame type ${type}`);
     }
@@ -544,12 +559,15 @@ describe("payload decoders reject malformed payloads", () => {
     senderId: 1,
     receiverId: 2,
     peers: 3,
+    flags: 0,
+    settings: plainSettings,
     fingerprint: new Uint8Array(FINGERPRINT_BYTES).fill(1),
+    outputTag: new Uint8Array(OUTPUT_TAG_BYTES),
     nonce: new Uint8Array(NONCE_BYTES).fill(2),
   }).slice(FRAME_HEADER_BYTES);
 
   test("hello: wrong length, bad magic, other version", () => {
-    expect(protocolError(() => decodeHello(hello.subarray(1)))).toBe(
+    expect(protocolError(() => decodeHello(hello.subarray(0, hello.length - 1)))).toBe(
       `hello of ${hello.length - 1} bytes, expected ${hello.length}`,
     );
     expect(protocolError(() => decodeHello(new Uint8Array(0)))).toContain("hello of 0 bytes");
@@ -558,11 +576,11 @@ describe("payload decoders reject malformed payloads", () => {
       bad[i] ^= 0x20;
       expect(protocolError(() => decodeHello(bad))).toBe("hello without the netsort magic");
     }
-    for (const version of [0, 2, 0x0101, 0xffff]) {
+    for (const version of [0, 1, 0x0101, 0xffff]) {
       const bad = hello.slice();
       new DataView(bad.buffer).setUint16(4, version);
       expect(protocolError(() => decodeHello(bad))).toBe(
-        `protocol version ${version}, this netsort speaks 1`,
+        `protocol version ${version}, this netsort speaks 2`,
       );
     }
   });
@@ -574,8 +592,8 @@ describe("payload decoders reject malformed payloads", () => {
   });
 
   test("welcome, auth and summary: wrong lengths", () => {
-    expect(protocolError(() => decodeWelcome(new Uint8Array(97)))).toContain("welcome of 97 bytes");
-    expect(protocolError(() => decodeWelcome(new Uint8Array(99)))).toContain("welcome of 99 bytes");
+    expect(protocolError(() => decodeWelcome(new Uint8Array(35)))).toContain("welcome of 35 bytes");
+    expect(protocolError(() => decodeWelcome(new Uint8Array(37)))).toContain("welcome of 37 bytes");
     expect(protocolError(() => decodeAuth(new Uint8Array(31)))).toContain("auth of 31 bytes");
     expect(protocolError(() => decodeAuth(new Uint8Array(0)))).toContain("auth of 0 bytes");
     expect(protocolError(() => decodeSummary(new Uint8Array(11)))).toContain("done/ack of 11 bytes");

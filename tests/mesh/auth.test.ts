@@ -12,7 +12,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { encodeReady, encodeSummary, FrameType } from "../../src/exchange/protocol.ts";
+import { encodeSummary, FrameType } from "../../src/exchange/protocol.ts";
 import { dataFrame, FakePeer, wireFingerprintOf } from "./fake-peer.ts";
 import { allExited, errorLine, killPeers, leftovers, type PeerExit, spawnPeer } from "./fault-helpers.ts";
 import {
@@ -231,7 +231,7 @@ describe("7. a fake peer breaks the protocol", () => {
         });
         await fake.events.wait("done-from-0", 5_000);
         expect(fake.doneFromPeer0).toEqual(fake.received);
-        fake.send(encodeReady(null));
+        await fake.commitRounds(5_000);
         const e = await exit;
         expect({ exitCode: e.exitCode, stderr: e.stderr }).toEqual({ exitCode: 0, stderr: "" });
         // Peer 0's hello named sender 0 and receiver 1 (the fake notes any mismatch).
@@ -262,12 +262,12 @@ describe("7. a fake peer breaks the protocol", () => {
     {
       name: "an unknown frame type",
       act: (f) => f.send(new Uint8Array([0x63, 0, 0, 0, 0, 0, 0, 0])),
-      message: /stream from peer 1: unknown frame type 99/,
+      message: /protocol violation by peer 1 \(127\.0\.0\.1:\d+\): unknown frame type 99/,
     },
     {
       name: "an oversized length",
       act: (f) => f.send(new Uint8Array([FrameType.Data, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff])),
-      message: /stream from peer 1: .*2147483647 bytes exceeds/,
+      message: /protocol violation by peer 1 \(127\.0\.0\.1:\d+\): .*2147483647 bytes exceeds/,
     },
     {
       name: "a close before DONE",
@@ -291,7 +291,7 @@ describe("7. a fake peer breaks the protocol", () => {
         f.send(dataFrame(tenRecords));
         f.send(encodeSummary(FrameType.Done, { records: 11, digest: Bun.hash.crc32(tenRecords) }));
       },
-      message: /stream from peer 1 is corrupt: received 10 records .* peer 1 sent 11/,
+      message: /stream from peer 1 is corrupt: received 10 records, peer 1 sent 11$/,
     },
     {
       name: "a DONE whose digest does not match",
@@ -301,7 +301,8 @@ describe("7. a fake peer breaks the protocol", () => {
           encodeSummary(FrameType.Done, { records: 10, digest: (Bun.hash.crc32(tenRecords) ^ 1) >>> 0 }),
         );
       },
-      message: /stream from peer 1 is corrupt: received 10 records/,
+      message:
+        /stream from peer 1 is corrupt: received 10 records as sent, but their digest is [0-9a-f]{8} and peer 1 sent [0-9a-f]{8}$/,
     },
   ];
   for (const b of breakages) {

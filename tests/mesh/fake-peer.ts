@@ -11,13 +11,15 @@
 import { expect } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
 import { loadConfig } from "../../src/config.ts";
-import { newNonce, noProof } from "../../src/exchange/auth.ts";
+import { newNonce } from "../../src/exchange/auth.ts";
 import {
   decodeHello,
   decodeReason,
   decodeSummary,
   decodeWelcome,
+  encodeEmpty,
   encodeHello,
+  encodeReady,
   encodeSummary,
   encodeWelcome,
   FRAME_HEADER_BYTES,
@@ -29,6 +31,8 @@ import {
 import { RECORD } from "./harness.ts";
 
 const fakeId = 1;
+/** Settings of a plain run (no --validate, bits partitioning, the default idle timeout). */
+export const defaultSettings = { validate: false, partition: "bits", idleTimeoutMs: 5_000 } as const;
 const peers = 2;
 /** The fake redials peer 0 this often until it listens. */
 const dialRetryMs = 25;
@@ -125,18 +129,12 @@ export class FakePeer {
               FrameType.Data,
               FrameType.Done,
               FrameType.Ready,
+              FrameType.Committed,
+              FrameType.Confirmed,
               FrameType.Abort,
               FrameType.Ping,
             ]);
-            this.write(
-              this.inbound,
-              encodeWelcome({
-                listenerId: fakeId,
-                fingerprint: this.fingerprint,
-                nonce: newNonce(),
-                proof: noProof,
-              }),
-            );
+            this.write(this.inbound, encodeWelcome({ listenerId: fakeId, flags: 0, nonce: newNonce() }));
           } else if (type === FrameType.Done) {
             const done = decodeSummary(payload);
             this.doneFromPeer0 = done;
@@ -149,6 +147,10 @@ export class FakePeer {
             this.events.note("done-from-0");
           } else if (type === FrameType.Ready) {
             this.events.note("ready-in");
+          } else if (type === FrameType.Committed) {
+            this.events.note("committed-in");
+          } else if (type === FrameType.Confirmed) {
+            this.events.note("confirmed-in");
           } else if (type === FrameType.Abort) {
             this.noteAbort(payload);
           }
@@ -174,8 +176,8 @@ export class FakePeer {
         },
         close: (s) => {
           if (s !== this.inbound) return;
-          if (!this.closingInbound && !this.events.has("ready-in") && !this.events.has("abort"))
-            this.problems.push("peer 0 closed its out stream before READY");
+          if (!this.closingInbound && !this.events.has("confirmed-in") && !this.events.has("abort"))
+            this.problems.push("peer 0 closed its out stream before CONFIRMED");
           this.events.note("in-closed");
         },
       },
@@ -238,7 +240,10 @@ export class FakePeer {
         senderId: fakeId,
         receiverId: 0,
         peers,
+        flags: 0,
+        settings: defaultSettings,
         fingerprint: this.fingerprint,
+        outputTag: newNonce(), // any tag but peer 0's: another output file
         nonce: newNonce(),
       }),
     );
@@ -260,6 +265,19 @@ export class FakePeer {
   send(bytes: Uint8Array): void {
     const wrote = this.dialer?.write(bytes);
     expect(wrote).toBe(bytes.length);
+  }
+
+  /**
+   * The commit rounds, as a well-behaved peer plays them after its DONE: READY,
+   * then COMMITTED once peer 0's COMMITTED arrived, then (unless `stopBefore`
+   * says otherwise) CONFIRMED once peer 0's CONFIRMED arrived.
+   */
+  async commitRounds(boundMs: number, stopBefore: "none" | "confirmed" = "none"): Promise<void> {
+    this.send(encodeReady(null));
+    await this.events.wait("committed-in", boundMs);
+    this.send(encodeEmpty(FrameType.Committed));
+    await this.events.wait("confirmed-in", boundMs);
+    if (stopBefore !== "confirmed") this.send(encodeEmpty(FrameType.Confirmed));
   }
 
   /** End the connection peer 0 dialed (its out stream). */

@@ -3,17 +3,25 @@
  * is a real netsort process and peer 1 is a fake written here, speaking the real
  * protocol (src/exchange/protocol.ts) on 127.0.0.1, without a secret.
  *
- * A committing peer closes both of its connections to a peer right after sending
- * READY on one of them. The other peer may handle the close of its out-connection
- * (acked already) before it reads that READY on its in-connection: the two sockets
- * are not ordered. The fake forces that order: it closes peer 0's out-connection,
- * waits, and only then sends READY. Peer 0 must commit (exit 0, verified output).
- * The same close without a READY must fail peer 0 cleanly, naming peer 1.
+ * A finishing peer closes both of its connections to a peer right after sending
+ * its last frame (CONFIRMED) on one of them. The other peer may handle the close
+ * of its out-connection (acked already) before it reads that frame on its
+ * in-connection: the two sockets are not ordered. The fake forces that order: it
+ * closes peer 0's out-connection, waits, and only then sends its last frame.
+ * Peer 0 must finish (exit 0, verified output). The same close without the last
+ * frame must fail peer 0 cleanly, naming peer 1: before READY it leaves no files;
+ * after it confirmed its own output, that output stays (others may count on it).
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { encodeReady, encodeSummary, FrameType, type StreamSummary } from "../../src/exchange/protocol.ts";
+import {
+  encodeEmpty,
+  encodeReady,
+  encodeSummary,
+  FrameType,
+  type StreamSummary,
+} from "../../src/exchange/protocol.ts";
 import { dataFrame, FakePeer, wireFingerprintOf } from "./fake-peer.ts";
 import { allExited, errorLine, killPeers, leftovers, type PeerExit, spawnPeer } from "./fault-helpers.ts";
 import {
@@ -53,12 +61,16 @@ afterEach(() => {
   fakes.clear();
 });
 
+/** Where the fake stops: before READY, before CONFIRMED, or nowhere (a whole run). */
+type StopAt = "ready" | "confirmed" | "none";
+
 /**
- * The fake's part: its records and DONE; then, once peer 0 is ready and has acked
- * our stream, the racy order on purpose: close the connection peer 0 dialed (its
- * out stream, acked), wait, and only then (optionally) send READY on ours and close it.
+ * The fake's part: its records and DONE, then the commit rounds up to `stopAt`;
+ * then the racy order on purpose: close the connection peer 0 dialed (its out
+ * stream, acked), wait, and only then send the last frame (unless it stops
+ * before it) on ours and close it.
  */
-async function playFake(fake: FakePeer, records: Uint8Array, sent: StreamSummary, sendReady: boolean) {
+async function playFake(fake: FakePeer, records: Uint8Array, sent: StreamSummary, stopAt: StopAt) {
   await fake.dial(fakeDialBoundMs);
   if (records.length > 0) fake.send(dataFrame(records));
   fake.send(encodeSummary(FrameType.Done, sent));
@@ -66,12 +78,22 @@ async function playFake(fake: FakePeer, records: Uint8Array, sent: StreamSummary
     fake.events.wait("ready-in", readyBoundMs),
     fake.events.wait("ack-from-0", readyBoundMs),
   ]);
+  let last: Uint8Array | null = encodeReady(null);
+  if (stopAt !== "ready") {
+    fake.send(encodeReady(null));
+    await fake.events.wait("committed-in", readyBoundMs);
+    fake.send(encodeEmpty(FrameType.Committed));
+    await fake.events.wait("confirmed-in", readyBoundMs);
+    last = stopAt === "confirmed" ? null : encodeEmpty(FrameType.Confirmed);
+  } else {
+    last = null;
+  }
   fake.closeInbound();
   await Bun.sleep(closeGapMs);
   const dialer = fake.dialer;
   if (dialer === null) throw new Error("the fake never dialed");
   // Peer 0 may already be gone (the bug): then this write goes nowhere, and the exit says why.
-  if (sendReady) dialer.write(encodeReady(null));
+  if (last !== null) dialer.write(last);
   dialer.end();
 }
 
@@ -102,7 +124,7 @@ interface Run {
 }
 
 /** Start the fake, then peer 0; the fake plays its part and ends the run its way. */
-async function runAgainstFake(sendReady: boolean, dir: string): Promise<Run> {
+async function runAgainstFake(stopAt: StopAt, dir: string): Promise<Run> {
   const [port0, port1] = freePorts(peers);
   const config = writeConfig(dir, [port0, port1]);
   const input = makeRecords(inputRecords, "uniform", 7_001);
@@ -114,7 +136,7 @@ async function runAgainstFake(sendReady: boolean, dir: string): Promise<Run> {
   fakes.add(fake);
   fake.listen();
   const peer = spawnPeer({ id: 0, input: inputPath, output, config, args: peerArgs });
-  const played = playFake(fake, fakeSent, sent, sendReady);
+  const played = playFake(fake, fakeSent, sent, stopAt);
   played.catch(() => {}); // surfaced below, after the exit (which says more)
   const [exit] = await allExited([peer], exitBoundMs);
   try {
@@ -125,13 +147,13 @@ async function runAgainstFake(sendReady: boolean, dir: string): Promise<Run> {
   return { dir, port1, output, input, fakeSent, sent, fake, exit };
 }
 
-describe("shutdown: peer 1 closes peer 0's acked out-connection before its READY arrives", () => {
+describe("shutdown: peer 1 closes peer 0's acked out-connection before its last frame arrives", () => {
   test(
-    "READY arriving after the close still commits: peer 0 exits 0 with exactly its records, sorted",
+    "CONFIRMED arriving after the close still finishes: peer 0 exits 0 with exactly its records, sorted",
     async () => {
       const dir = tempDir("netsort-shutdown-");
       try {
-        const run = await runAgainstFake(true, dir);
+        const run = await runAgainstFake("none", dir);
         const { exit, fake } = run;
         if (exit.exitCode !== 0) {
           throw new Error(
@@ -167,14 +189,35 @@ describe("shutdown: peer 1 closes peer 0's acked out-connection before its READY
     async () => {
       const dir = tempDir("netsort-shutdown-");
       try {
-        const run = await runAgainstFake(false, dir);
+        const run = await runAgainstFake("ready", dir);
         const { exit, fake } = run;
         expect(fake.problems).toEqual([]);
         expect({ exitCode: exit.exitCode, signal: exit.signal }).toEqual({ exitCode: 1, signal: null });
-        // onInClosed's message: the stream was complete (DONE acked), READY never came.
+        // The stream was complete (DONE acked), READY never came.
         const where = `peer 1 \\(127\\.0\\.0\\.1:${run.port1}\\) closed its stream before it was ready: `;
         expect(errorLine(exit)).toMatch(new RegExp(`^${where}\\S`));
         expect(leftovers(dir, [run.output])).toEqual([]);
+      } finally {
+        removeDir(dir);
+      }
+    },
+    testBoundMs,
+  );
+
+  test(
+    "closing without CONFIRMED fails peer 0 (exit 1), naming peer 1; peer 0's own confirmed output stays",
+    async () => {
+      const dir = tempDir("netsort-shutdown-");
+      try {
+        const run = await runAgainstFake("confirmed", dir);
+        const { exit, fake } = run;
+        expect(fake.problems).toEqual([]);
+        expect({ exitCode: exit.exitCode, signal: exit.signal }).toEqual({ exitCode: 1, signal: null });
+        const where = `peer 1 \\(127\\.0\\.0\\.1:${run.port1}\\) closed its stream after committing its output, before confirming it: `;
+        expect(errorLine(exit)).toMatch(new RegExp(`^${where}\\S`));
+        // Peer 0 had told the fake its output was in place for good: it must still be there.
+        expect(existsSync(run.output)).toBe(true);
+        expect(leftovers(dir, [run.output])).toEqual([run.output]);
       } finally {
         removeDir(dir);
       }

@@ -82,7 +82,10 @@ function helloBytes(fingerprint: Uint8Array, senderId: number, receiverId: numbe
     senderId,
     receiverId,
     peers,
+    flags: 0,
+    settings: { validate: false, partition: "bits", idleTimeoutMs: 5_000 },
     fingerprint,
+    outputTag: crypto.getRandomValues(new Uint8Array(32)),
     nonce: crypto.getRandomValues(new Uint8Array(32)),
   });
 }

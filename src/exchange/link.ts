@@ -1,0 +1,390 @@
+/**
+ * PeerLink: everything between this peer and one other peer. It dials (with
+ * retry), owns both streams (ours out, theirs in) and turns every frame and
+ * every close into a state step or a failure reported to the Mesh.
+ *
+ * Two TCP connections carry a link, and nothing orders one against the other,
+ * so the link has two state paths (src/exchange/streams.ts), one per direction:
+ *
+ *   out: dialing -> open -> done -> acked                  (or lost)
+ *   in:  (none) -> open -> done -> ready -> committed -> confirmed   (or lost)
+ *
+ * Each frame is accepted only in the state that expects it (the decoder's
+ * allowed set is a function of the state); anything else is a protocol
+ * violation by that peer. docs/architecture.md draws both paths.
+ */
+import { assert, errorMessage, NetsortError } from "../errors.ts";
+import { answerWaitHelloTimeouts, fastRetries, fastRetryMs } from "../limits.ts";
+import { log } from "../log.ts";
+import type { ServerEntry } from "../types.ts";
+import type { MeshClock } from "./clock.ts";
+import { Connection } from "./connection.ts";
+import { DialHandshake, type LinkSocket, type LocalIdentity, MismatchError } from "./handshake.ts";
+import {
+  decodeReady,
+  decodeReason,
+  decodeReasonExitCode,
+  decodeSummary,
+  encodeEmpty,
+  encodeSummary,
+  FrameDecoder,
+  FrameType,
+  ProtocolError,
+} from "./protocol.ts";
+import { type InState, InStream, OutStream, type SocketHandler } from "./streams.ts";
+
+const abortedPrefix = /^peer \d+ aborted: /;
+
+export function endpoint(s: ServerEntry): string {
+  return `${s.host}:${s.port}`;
+}
+
+/** An ABORT or REFUSE payload as the error it reports, with the exit code it asks for. */
+export function reportedError(payload: Uint8Array, from: number, prefix = ""): NetsortError {
+  const text = decodeReason(payload).trim();
+  const reason = text === "" ? `peer ${from} stopped without giving a reason` : `${prefix}${text}`;
+  return decodeReasonExitCode(payload) === 2 ? new MismatchError(reason) : new NetsortError(reason);
+}
+
+/** True when the reason is a peer's own abort (it needs no telling). */
+export function isAbortReport(payload: Uint8Array): boolean {
+  return abortedPrefix.test(decodeReason(payload));
+}
+
+/** What a link reports to its Mesh. */
+export interface LinkEvents {
+  onRecords(from: number, buf: Uint8Array, offset: number, length: number): void;
+  /** A stream moved forward: the mesh re-checks its barriers. */
+  onProgress(): void;
+  /** Fail the mesh; `told`: the peer already knows (it reported the abort itself). */
+  onFail(error: NetsortError, told: boolean): void;
+  /** May this link (re)dial now? False once the mesh is finished or failed (unless telling). */
+  mayDial(): boolean;
+  /** After our failure, the frame to deliver instead of opening a stream; null while healthy. */
+  failureFrame(): Uint8Array | null;
+  /** We told this peer of our failure. */
+  onTold(peerId: number): void;
+}
+
+/** Frames the in-stream accepts in each state (ABORT and PING always). */
+const inAllowed: Record<InState, FrameType[]> = {
+  open: [FrameType.Data, FrameType.Done],
+  done: [FrameType.Ready],
+  ready: [FrameType.Committed],
+  committed: [FrameType.Confirmed],
+  confirmed: [],
+  lost: [],
+};
+
+export class PeerLink {
+  readonly out: OutStream;
+  in: InStream | null = null;
+  private inDecoder: FrameDecoder | null = null;
+  private dial: DialHandshake | null = null;
+  private dialAttempts = 0;
+  private retryTimer: Timer | null = null;
+  /** Set once we told this peer of our failure (ABORT on a stream, or REFUSE). */
+  told = false;
+
+  constructor(
+    readonly peer: ServerEntry,
+    peers: number,
+    private readonly local: LocalIdentity,
+    private readonly clock: MeshClock,
+    private readonly helloTimeoutMs: number,
+    private readonly retryIntervalMs: number,
+    private readonly events: LinkEvents,
+  ) {
+    this.out = new OutStream(peer, peers);
+  }
+
+  get id(): number {
+    return this.peer.serverId;
+  }
+
+  /** Both directions are open (or further along). */
+  get connected(): boolean {
+    return this.out.reached("open") && this.in !== null && this.in.reached("open");
+  }
+
+  // ---- dialing ----------------------------------------------------------------
+
+  /** Dial now (again); no-op while an attempt is under way or the stream is open. */
+  startDial(): void {
+    if (this.out.state !== "dialing" || this.dial !== null || this.told || !this.events.mayDial()) return;
+    const answerWaitMs = this.helloTimeoutMs * answerWaitHelloTimeouts;
+    const dial = new DialHandshake(this.local, this.peer, this.clock, answerWaitMs, {
+      onOpen: (socket, rest) => {
+        this.dial = null;
+        this.onDialOpen(socket, rest);
+      },
+      onRetry: (why) => {
+        this.dial = null;
+        this.scheduleRetry(why);
+      },
+      onRejected: (error, payload) => {
+        this.dial = null;
+        if (payload === null) return this.events.onFail(error, false);
+        const told = isAbortReport(payload);
+        if (told) this.told = true;
+        const prefix = told ? "" : `peer ${this.id} at ${endpoint(this.peer)} refused us: `;
+        this.events.onFail(reportedError(payload, this.id, prefix), told);
+      },
+    });
+    this.dial = dial;
+    dial.start();
+  }
+
+  private scheduleRetry(why: string): void {
+    if (!this.events.mayDial()) return;
+    log.debug(`peer ${this.id} at ${endpoint(this.peer)} not up yet (${why}); retrying`);
+    this.dialAttempts++;
+    // Peers started together are usually a few ms from listening: the first
+    // retries come sooner, then every --retry-ms.
+    const waitMs =
+      this.dialAttempts <= fastRetries ? Math.min(fastRetryMs, this.retryIntervalMs) : this.retryIntervalMs;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.startDial();
+    }, waitMs);
+  }
+
+  private onDialOpen(socket: LinkSocket, rest: Uint8Array): void {
+    const frame = this.events.failureFrame();
+    if (frame !== null) {
+      // We dialed only to deliver our abort (we could not listen): say why, hang up.
+      socket.write(frame);
+      socket.end();
+      this.told = true;
+      this.events.onTold(this.id);
+      return;
+    }
+    const decoder = new FrameDecoder(
+      { onRecords: () => {}, onControl: (type, payload) => this.onOutFrame(type, payload) },
+      new Set([FrameType.Ack, FrameType.Abort, FrameType.Ping]),
+    );
+    socket.data = {
+      onData: (chunk) => {
+        this.out.conn.lastReceivedMs = performance.now();
+        try {
+          decoder.push(chunk);
+        } catch (error) {
+          this.events.onFail(this.violation(error), false);
+        }
+      },
+      onDrain: () => this.out.conn.flush(),
+      onClose: (why) => this.onOutClosed(why),
+    };
+    this.out.to("open");
+    this.out.conn.attach(socket);
+    log.debug(`connected to peer ${this.id} at ${endpoint(this.peer)}`);
+    if (rest.length > 0) socket.data.onData(rest);
+    this.events.onProgress();
+  }
+
+  private onOutFrame(type: FrameType, payload: Uint8Array): void {
+    if (type === FrameType.Abort) return this.onAbort(payload);
+    if (type !== FrameType.Ack) return; // PING: lastReceivedMs already moved
+    const ack = decodeSummary(payload);
+    const sent = this.out;
+    if (sent.state !== "done") throw new ProtocolError(`ACK before our DONE`);
+    if (ack.records !== sent.records || ack.digest !== sent.digest) {
+      const what =
+        ack.records !== sent.records
+          ? `${ack.records} records, we sent ${sent.records}`
+          : `${ack.records} records (as sent) with digest ${hex32(ack.digest)}, ours is ${hex32(sent.digest)}`;
+      this.events.onFail(new NetsortError(`peer ${this.id} acknowledged ${what}`), false);
+      return;
+    }
+    sent.to("acked");
+    this.events.onProgress();
+  }
+
+  private onOutClosed(why: string): void {
+    this.out.conn.markClosed();
+    // Once they acknowledged all our records, the out-stream has done its job: a
+    // peer that finishes closes both connections, and this close can be handled
+    // before the frames it sent on the other one are read (two sockets, no order
+    // between them). The in-stream decides (docs/reliability.md, problem E).
+    if (this.out.state === "acked" || this.out.state === "lost") return;
+    this.out.to("lost");
+    this.events.onFail(
+      new NetsortError(`lost connection to peer ${this.id} (${endpoint(this.peer)}): ${why}`),
+      false,
+    );
+  }
+
+  // ---- the incoming stream --------------------------------------------------------
+
+  /** The listener accepted this peer's hello: its stream is open. */
+  attachIn(socket: LinkSocket, rest: Uint8Array): void {
+    assert(this.in === null, `one stream from peer ${this.id}`);
+    const stream = new InStream(this.peer, new Connection<SocketHandler>());
+    this.in = stream;
+    const decoder = new FrameDecoder(
+      {
+        onRecords: (buf, offset, length) => {
+          stream.count(buf, offset, length);
+          this.events.onRecords(this.id, buf, offset, length);
+        },
+        onControl: (type, payload) => this.onInFrame(stream, type, payload),
+      },
+      allowedIn("open"),
+    );
+    this.inDecoder = decoder;
+    socket.data = {
+      onData: (chunk) => {
+        stream.conn.lastReceivedMs = performance.now();
+        try {
+          decoder.push(chunk);
+        } catch (error) {
+          this.events.onFail(this.violation(error), false);
+        }
+      },
+      onDrain: () => stream.conn.flush(),
+      onClose: (why) => this.onInClosed(why),
+    };
+    stream.conn.attach(socket);
+    log.debug(`peer ${this.id} connected`);
+    if (rest.length > 0) socket.data.onData(rest);
+    this.events.onProgress();
+  }
+
+  private onInFrame(stream: InStream, type: FrameType, payload: Uint8Array): void {
+    switch (type) {
+      case FrameType.Abort:
+        return this.onAbort(payload);
+      case FrameType.Done: {
+        const done = decodeSummary(payload);
+        if (done.records !== stream.records || done.digest !== stream.digest) {
+          const what =
+            done.records !== stream.records
+              ? `received ${stream.records} records, peer ${this.id} sent ${done.records}`
+              : `received ${stream.records} records as sent, but their digest is ${hex32(stream.digest)} and peer ${this.id} sent ${hex32(done.digest)}`;
+          this.events.onFail(new NetsortError(`stream from peer ${this.id} is corrupt: ${what}`), false);
+          return;
+        }
+        this.stepIn(stream, "done");
+        stream.conn.send(encodeSummary(FrameType.Ack, done));
+        break;
+      }
+      case FrameType.Ready:
+        stream.validation = decodeReady(payload);
+        this.stepIn(stream, "ready");
+        break;
+      case FrameType.Committed:
+        this.stepIn(stream, "committed");
+        break;
+      case FrameType.Confirmed:
+        this.stepIn(stream, "confirmed");
+        break;
+      default:
+        return; // PING: lastReceivedMs already moved
+    }
+    this.events.onProgress();
+  }
+
+  private stepIn(stream: InStream, next: InState): void {
+    stream.to(next);
+    if (this.inDecoder !== null) this.inDecoder.allowed = allowedIn(next);
+  }
+
+  private onInClosed(why: string): void {
+    const stream = this.in;
+    assert(stream !== null, "a stream closes after it opened");
+    stream.conn.markClosed();
+    if (stream.state === "confirmed" || stream.state === "lost") return;
+    const where = {
+      open: `mid-stream after ${stream.records} records`,
+      done: "before it was ready",
+      ready: "before it committed its output",
+      committed: "after committing its output, before confirming it",
+    }[stream.state];
+    const partial = this.inDecoder?.atFrameBoundary === false ? " inside a frame" : "";
+    stream.to("lost");
+    this.events.onFail(
+      new NetsortError(
+        `peer ${this.id} (${endpoint(this.peer)}) closed its stream ${where}${partial}: ${why}`,
+      ),
+      false,
+    );
+  }
+
+  private onAbort(payload: Uint8Array): void {
+    this.told = true;
+    this.events.onTold(this.id);
+    this.events.onFail(reportedError(payload, this.id), true);
+  }
+
+  /** A frame or record this peer should never have sent: its fault, said so. */
+  private violation(error: unknown): NetsortError {
+    const why = errorMessage(error).replace(/^assertion failed: /, "");
+    return new NetsortError(`protocol violation by peer ${this.id} (${endpoint(this.peer)}): ${why}`);
+  }
+
+  // ---- announcements, liveness, the end ---------------------------------------------
+
+  /** Send one of our announcements (READY, COMMITTED, CONFIRMED) on the out-stream. */
+  announce(frame: Uint8Array): void {
+    this.out.conn.send(frame);
+  }
+
+  /** Tell this peer of our failure on every connection we have with it. */
+  sendAbort(frame: Uint8Array): boolean {
+    let sent = false;
+    for (const conn of this.connections()) {
+      if (conn.socket !== null && !conn.closed) {
+        conn.send(frame);
+        sent = true;
+      }
+    }
+    this.out.stop();
+    this.stopDialing();
+    if (sent) this.told = true;
+    return sent;
+  }
+
+  /**
+   * Idle check and keep-alive, every clock tick: a connected direction that
+   * received nothing for the idle timeout fails the link; one that sent nothing
+   * for a third of it sends PING.
+   */
+  checkLiveness(nowMs: number, forgiveFromMs: number, idleTimeoutMs: number): NetsortError | null {
+    for (const conn of this.connections()) {
+      if (conn.socket === null || conn.closed) continue;
+      if (nowMs - Math.max(conn.lastReceivedMs, forgiveFromMs) > idleTimeoutMs) {
+        return new NetsortError(
+          `no traffic from peer ${this.id} (${endpoint(this.peer)}) for ${idleTimeoutMs} ms`,
+        );
+      }
+      if (nowMs - conn.lastSentMs > idleTimeoutMs / 3 && conn.queuedFrames === 0) conn.send(ping);
+    }
+    return null;
+  }
+
+  /** Close both directions now (after a failure that this peer's silence caused). */
+  closeAll(): void {
+    for (const c of this.connections()) c.close();
+  }
+
+  stopDialing(): void {
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.dial?.abandon();
+    this.dial = null;
+  }
+
+  connections(): Connection<SocketHandler>[] {
+    return this.in === null ? [this.out.conn] : [this.out.conn, this.in.conn];
+  }
+}
+
+const ping = encodeEmpty(FrameType.Ping);
+
+function allowedIn(state: InState): Set<FrameType> {
+  return new Set([...inAllowed[state], FrameType.Abort, FrameType.Ping]);
+}
+
+function hex32(n: number): string {
+  return (n >>> 0).toString(16).padStart(8, "0");
+}
