@@ -184,7 +184,10 @@ export class DialHandshake {
         this.end(() => this.events.onRejected(mismatch, null));
         return;
       }
-      if (secret === null) return this.open();
+      if (secret === null) {
+        this.open();
+        return;
+      }
       this.listenerNonce = welcome.nonce;
       const hello = this.hello;
       assert(hello !== null, "hello sent before WELCOME");
@@ -346,7 +349,10 @@ export class AcceptHandshake {
   }
 
   private onFrame(type: FrameType, payload: Uint8Array): void {
-    if (type === FrameType.Hello) return this.onHello(decodeHello(payload));
+    if (type === FrameType.Hello) {
+      this.onHello(decodeHello(payload));
+      return;
+    }
     assert(type === FrameType.Auth && this.state === "awaiting-auth", "AUTH follows WELCOME");
     const hello = this.hello;
     const secret = this.local.secret;
@@ -377,21 +383,24 @@ export class AcceptHandshake {
       // No secret: anyone reaching the port is trusted as far as the protocol goes.
       if (this.tellFailure(hello.senderId)) return;
       if (theirSecret) {
-        return this.refuse({
+        this.refuse({
           reason: `peer ${hello.senderId} has a shared secret but peer ${this.local.serverId} has none (give every peer the same --secret-file or NETSORT_SECRET)`,
           mismatch: "now",
         });
+        return;
       }
       if (!this.compare(hello)) return;
       this.socket.write(encodeWelcome({ listenerId: this.local.serverId, flags: 0, nonce: this.nonce }));
-      return this.open();
+      this.open();
+      return;
     }
     if (!theirSecret) {
       // Not proved to be one of ours: refuse, but do not fail on its word.
-      return this.drop(
+      this.drop(
         `peer ${hello.senderId} has no shared secret`,
         `peer ${this.local.serverId} requires a shared secret but peer ${hello.senderId} has none (give every peer --secret-file or NETSORT_SECRET)`,
       );
+      return;
     }
     this.socket.write(
       encodeWelcome({ listenerId: this.local.serverId, flags: FLAG_SECRET, nonce: this.nonce }),

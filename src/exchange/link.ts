@@ -104,7 +104,7 @@ export class PeerLink {
 
   /** Both directions are open (or further along). */
   get connected(): boolean {
-    return this.out.reached("open") && this.in !== null && this.in.reached("open");
+    return this.out.reached("open") && this.in?.reached("open") === true;
   }
 
   // ---- dialing ----------------------------------------------------------------
@@ -183,7 +183,10 @@ export class PeerLink {
   }
 
   private onOutFrame(type: FrameType, payload: Uint8Array): void {
-    if (type === FrameType.Abort) return this.onAbort(payload);
+    if (type === FrameType.Abort) {
+      this.onAbort(payload);
+      return;
+    }
     if (type !== FrameType.Ack) return; // PING: lastReceivedMs already moved
     const ack = decodeSummary(payload);
     const sent = this.out;
@@ -253,7 +256,8 @@ export class PeerLink {
   private onInFrame(stream: InStream, type: FrameType, payload: Uint8Array): void {
     switch (type) {
       case FrameType.Abort:
-        return this.onAbort(payload);
+        this.onAbort(payload);
+        return;
       case FrameType.Done: {
         const done = decodeSummary(payload);
         if (done.records !== stream.records || done.digest !== stream.digest) {

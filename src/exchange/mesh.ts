@@ -410,8 +410,8 @@ export class Mesh {
     if (this.finished || this.failure.error !== null || !this.started) return;
     const suspicion = this.suspicion;
     if (this.connectedAtMs === 0 && suspicion !== null) {
-      if (now - suspicion.atMs >= mismatchGraceMs || now >= this.deadlineMs)
-        return this.fail(suspicion.error);
+      if (now - suspicion.atMs >= mismatchGraceMs || now >= this.deadlineMs) this.fail(suspicion.error);
+      return;
     }
     if (this.connectedAtMs === 0 && now >= this.deadlineMs) {
       const missing = this.missingPeers();
