@@ -1,8 +1,10 @@
 /**
- * scripts/launch.sh with a fake netsort (records its arguments, prints a line on
- * stdout and stderr, exits with a code chosen per peer, or sleeps) and a fake ssh
- * (records host and command, then runs the command locally with /bin/sh from
- * another directory; it never connects anywhere).
+ * scripts/launch.sh with a fake netsort (records its arguments, directory and
+ * NETSORT_SECRET, prints a line on stdout and stderr, exits with a code chosen per
+ * peer, or sleeps) and a fake ssh (records host and command, then runs the command
+ * locally with /bin/sh from another directory, stdin forwarded and NETSORT_SECRET
+ * removed from its environment as a login would; it never connects anywhere, and
+ * exits 255 like an unreachable host for the host named in FAKE_SSH_UNREACHABLE).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import {
@@ -15,10 +17,14 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { hostname, tmpdir } from "node:os";
+import { hostname, networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 
 const repo = join(import.meta.dir, "../..");
+/** A non-loopback IPv4 address of this machine, if it has one. */
+const ownAddress = Object.values(networkInterfaces())
+  .flat()
+  .find((a) => a !== undefined && a.family === "IPv4" && !a.internal)?.address;
 const launchSh = join(repo, "scripts/launch.sh");
 const mainTs = join(repo, "src/cli/main.ts");
 
@@ -28,14 +34,15 @@ if [[ $1 == config ]]; then exec bun "$MAIN_TS" "$@"; fi
 rec="$FAKE_DIR/peer-$1"
 printf '%s\\0' "$@" > "$rec.args"
 printf '%s' "$PWD" > "$rec.cwd"
+printf '%s' "\${NETSORT_SECRET-(unset)}" > "$rec.secret"
 echo "out line of $1"
 echo "err line of $1" >&2
-if [[ -n \${FAKE_SLEEP:-} ]]; then
+code_var="FAKE_CODE_$1"
+if [[ -n \${FAKE_SLEEP:-} && \${!code_var:-0} == 0 ]]; then
   sleep 30 &
   echo "$$ $!" > "$rec.pids.tmp" && mv "$rec.pids.tmp" "$rec.pids"
   wait
 fi
-code_var="FAKE_CODE_$1"
 exit "\${!code_var:-0}"
 `;
 
@@ -49,6 +56,11 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 printf '%s\\0' "$@" > "$FAKE_DIR/ssh-$$.call"
+if [[ $1 == "\${FAKE_SSH_UNREACHABLE:-}" ]]; then
+  echo "ssh: connect to host $1 port 22: No route to host" >&2
+  exit 255
+fi
+unset NETSORT_SECRET
 cd / && exec /bin/sh -c "$2"
 `;
 
@@ -179,18 +191,106 @@ describe("scripts/launch.sh", () => {
     expect(sshCalls()).toEqual([]);
   }, 15_000);
 
-  test("exit code: 1 when a peer fails, 2 when any peer exits 2", async () => {
+  test("exit code: 1 when a peer fails, 2 when a peer exits 2", async () => {
     freshDirs("codes");
     const config = writeConfig(["127.0.0.1", "127.0.0.2", "localhost"]);
     const one = await launch([config, "in-{id}", "out-{id}"], { FAKE_CODE_1: "1" });
     expect(one.code).toBe(1);
     expect(one.stdout).toMatch(/peer 1 \(127\.0\.0\.2\): exit 1\n/);
-    expect(one.stdout).toMatch(/peer 0 \(127\.0\.0\.1\): exit 0\n/);
-    const two = await launch([config, "in-{id}", "out-{id}"], { FAKE_CODE_0: "1", FAKE_CODE_2: "2" });
+    expect(one.stderr).toMatch(/launch\.sh: peer 1 \(127\.0\.0\.2\) exited 1: err line of 1/);
+    const two = await launch([config, "in-{id}", "out-{id}"], { FAKE_CODE_2: "2" });
     expect(two.code).toBe(2);
     expect(two.stdout).toMatch(/peer 2 \(localhost\): exit 2\n/);
     const other = await launch([config, "in-{id}", "out-{id}"], { FAKE_CODE_2: "3" });
     expect(other.code).toBe(1);
+  }, 15_000);
+
+  // Each case: peers 0 and 2 (local) would run for 30 s; peer 1 (over ssh) cannot
+  // start or fails at once. launch.sh must stop the others and exit within seconds.
+  const failFastCases: [string, Record<string, string>, RegExp][] = [
+    [
+      "ssh exits 255 (host unreachable)",
+      { FAKE_SSH_UNREACHABLE: "node-x.example" },
+      /peer 1 \(node-x\.example\) exited 255 \(ssh failed[^)]*\): ssh: connect to host node-x\.example port 22: No route to host; stopping the other 2 peer\(s\)/,
+    ],
+    [
+      "the remote netsort is missing (127)",
+      { NETSORT_REMOTE: "/nonexistent/netsort" },
+      /peer 1 \(node-x\.example\) exited 127 \(netsort command not found[^)]*\): .*\/nonexistent\/netsort.*not found/,
+    ],
+    [
+      "a remote peer exits 1",
+      { FAKE_CODE_1: "1" },
+      /peer 1 \(node-x\.example\) exited 1: err line of 1; stopping/,
+    ],
+  ];
+  for (const [name, env, message] of failFastCases) {
+    test(`fails fast when ${name}: stops every other peer, names the peer and its last line`, async () => {
+      freshDirs(name.replace(/\W+/g, "-"));
+      const config = writeConfig(["127.0.0.1", "node-x.example", "localhost"]);
+      const startedMs = Date.now();
+      const proc = start([config, "in-{id}", "out-{id}"], { FAKE_SLEEP: "1", NETSORT_SSH: sshPath, ...env });
+      const [stdout, stderr, code] = await Promise.all([
+        new Response(proc.stdout).text(),
+        new Response(proc.stderr).text(),
+        proc.exited,
+      ]);
+      const tookMs = Date.now() - startedMs;
+      expect(tookMs).toBeLessThan(8_000); // the sleeping peers would hold it for 30 s
+      expect(code).toBe(1);
+      expect(stderr).toMatch(message);
+      expect(stdout).toMatch(/peer 0 \(127\.0\.0\.1\): stopped \(exit \d+\)\n/);
+      for (const pid of recordedPids()) expect(isGone(pid)).toBe(true);
+    }, 20_000);
+  }
+
+  test.skipIf(ownAddress === undefined)(
+    "a host given as one of this machine's addresses (not loopback) runs here, not over ssh (needs a non-loopback IPv4 address)",
+    async () => {
+      freshDirs("own-ip");
+      const config = writeConfig([ownAddress ?? "", "198.51.100.7"]);
+      const { code, stdout } = await launch([config, "in-{id}", "out-{id}"], { NETSORT_SSH: sshPath });
+      expect(code).toBe(0);
+      // Only the documentation address (not this machine) went over ssh.
+      expect(sshCalls().map((call) => call[0])).toEqual(["198.51.100.7"]);
+      expect(readFileSync(join(fakeDir, "peer-0.cwd"), "utf8")).toBe(work);
+      expect(stdout).toContain("all 2 peers exited 0");
+    },
+    15_000,
+  );
+
+  test("NETSORT_SECRET reaches a remote peer over ssh's stdin, never in ssh's arguments", async () => {
+    freshDirs("secret");
+    const config = writeConfig(["127.0.0.1", "node-s.example"]);
+    const secret = "s3cret-'$(x)-value";
+    const { code, stderr } = await launch([config, "in-{id}", "out-{id}"], {
+      NETSORT_SSH: sshPath,
+      NETSORT_SECRET: secret,
+    });
+    expect(stderr).not.toContain("launch.sh:");
+    expect(code).toBe(0);
+    // The fake ssh drops NETSORT_SECRET from the environment, as a fresh login has none.
+    expect(readFileSync(join(fakeDir, "peer-1.secret"), "utf8")).toBe(secret);
+    expect(readFileSync(join(fakeDir, "peer-0.secret"), "utf8")).toBe(secret);
+    const calls = sshCalls();
+    expect(calls.length).toBe(1);
+    for (const arg of calls[0]) expect(arg).not.toContain("s3cret");
+    // Without a secret, the remote peer gets none (and the command does not wait for one).
+    freshDirs("no-secret");
+    writeConfig(["127.0.0.1", "node-s.example"]);
+    const none = await launch([config, "in-{id}", "out-{id}"], { NETSORT_SSH: sshPath, NETSORT_SECRET: "" });
+    expect(none.code).toBe(0);
+    expect(readFileSync(join(fakeDir, "peer-1.secret"), "utf8")).toBe("(unset)");
+    // A secret of several lines cannot go as one line: refused before any peer starts.
+    freshDirs("multiline-secret");
+    writeConfig(["127.0.0.1", "node-s.example"]);
+    const multi = await launch([config, "in-{id}", "out-{id}"], {
+      NETSORT_SSH: sshPath,
+      NETSORT_SECRET: "line one\nline two",
+    });
+    expect(multi.code).toBe(2);
+    expect(multi.stderr).toContain("NETSORT_SECRET must be one line");
+    expect(readdirSync(fakeDir)).toEqual([]);
   }, 15_000);
 
   test("a bad config exits 2 with netsort's message and starts no peer", async () => {
