@@ -285,7 +285,7 @@ start_peer() {
   else
     remote="cd $(shell_quote "$PWD") && exec"
     if [[ $secret_over_ssh == 1 ]]; then
-      remote="IFS= read -r NETSORT_SECRET && export NETSORT_SECRET && $remote"
+      remote="if IFS= read -r NETSORT_SECRET; then export NETSORT_SECRET; else echo 'launch.sh: no NETSORT_SECRET line on stdin' >&2; exit 2; fi && $remote"
     fi
     for word in "${remote_netsort[@]}" "$id" "$input" "$output" "$config" ${extra[@]+"${extra[@]}"}; do
       remote+=" $(shell_quote "$word")"
