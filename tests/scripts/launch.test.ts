@@ -25,6 +25,27 @@ const repo = join(import.meta.dir, "../..");
 const ownAddress = Object.values(networkInterfaces())
   .flat()
   .find((a) => a !== undefined && a.family === "IPv4" && !a.internal)?.address;
+/**
+ * A name that /etc/hosts maps to a loopback address, other than localhost and this
+ * machine's name (which launch.sh takes as local by spelling). Only when the hosts
+ * file is consulted first, so that resolving it sends no packet anywhere.
+ */
+const hostsFileLoopbackName = ((): string | undefined => {
+  const ownNames = [hostname().toLowerCase(), hostname().toLowerCase().split(".")[0]];
+  try {
+    if (readFileSync("/etc/nsswitch.conf", "utf8").match(/^hosts:\s*(\S+)/m)?.[1] !== "files")
+      return undefined;
+    for (const line of readFileSync("/etc/hosts", "utf8").split("\n")) {
+      const [address, ...names] = line.replace(/#.*/, "").trim().split(/\s+/);
+      if (!address.startsWith("127.")) continue;
+      const name = names.find(
+        (n) => !n.toLowerCase().includes("localhost") && !ownNames.includes(n.toLowerCase()),
+      );
+      if (name !== undefined) return name;
+    }
+  } catch {} // no such files: not Linux/glibc, the test is skipped
+  return undefined;
+})();
 const launchSh = join(repo, "scripts/launch.sh");
 const mainTs = join(repo, "src/cli/main.ts");
 
@@ -210,24 +231,24 @@ describe("scripts/launch.sh", () => {
   const failFastCases: [string, Record<string, string>, RegExp][] = [
     [
       "ssh exits 255 (host unreachable)",
-      { FAKE_SSH_UNREACHABLE: "node-x.example" },
-      /peer 1 \(node-x\.example\) exited 255 \(ssh failed[^)]*\): ssh: connect to host node-x\.example port 22: No route to host; stopping the other 2 peer\(s\)/,
+      { FAKE_SSH_UNREACHABLE: "198.51.100.3" },
+      /peer 1 \(198\.51\.100\.3\) exited 255 \(ssh failed[^)]*\): ssh: connect to host 198\.51\.100\.3 port 22: No route to host; stopping the other 2 peer\(s\)/,
     ],
     [
       "the remote netsort is missing (127)",
       { NETSORT_REMOTE: "/nonexistent/netsort" },
-      /peer 1 \(node-x\.example\) exited 127 \(netsort command not found[^)]*\): .*\/nonexistent\/netsort.*not found/,
+      /peer 1 \(198\.51\.100\.3\) exited 127 \(netsort command not found[^)]*\): .*\/nonexistent\/netsort.*not found/,
     ],
     [
       "a remote peer exits 1",
       { FAKE_CODE_1: "1" },
-      /peer 1 \(node-x\.example\) exited 1: err line of 1; stopping/,
+      /peer 1 \(198\.51\.100\.3\) exited 1: err line of 1; stopping/,
     ],
   ];
   for (const [name, env, message] of failFastCases) {
     test(`fails fast when ${name}: stops every other peer, names the peer and its last line`, async () => {
       freshDirs(name.replace(/\W+/g, "-"));
-      const config = writeConfig(["127.0.0.1", "node-x.example", "localhost"]);
+      const config = writeConfig(["127.0.0.1", "198.51.100.3", "localhost"]);
       const startedMs = Date.now();
       const proc = start([config, "in-{id}", "out-{id}"], { FAKE_SLEEP: "1", NETSORT_SSH: sshPath, ...env });
       const [stdout, stderr, code] = await Promise.all([
@@ -259,9 +280,22 @@ describe("scripts/launch.sh", () => {
     15_000,
   );
 
+  test.skipIf(hostsFileLoopbackName === undefined)(
+    "a host name that resolves to this machine runs here, not over ssh (needs a loopback name in /etc/hosts)",
+    async () => {
+      freshDirs("own-name");
+      const config = writeConfig([hostsFileLoopbackName ?? "", "198.51.100.5"]);
+      const { code } = await launch([config, "in-{id}", "out-{id}"], { NETSORT_SSH: sshPath });
+      expect(code).toBe(0);
+      expect(sshCalls().map((call) => call[0])).toEqual(["198.51.100.5"]);
+      expect(readFileSync(join(fakeDir, "peer-0.cwd"), "utf8")).toBe(work);
+    },
+    15_000,
+  );
+
   test("NETSORT_SECRET reaches a remote peer over ssh's stdin, never in ssh's arguments", async () => {
     freshDirs("secret");
-    const config = writeConfig(["127.0.0.1", "node-s.example"]);
+    const config = writeConfig(["127.0.0.1", "198.51.100.4"]);
     const secret = "s3cret-'$(x)-value";
     const { code, stderr } = await launch([config, "in-{id}", "out-{id}"], {
       NETSORT_SSH: sshPath,
@@ -277,13 +311,13 @@ describe("scripts/launch.sh", () => {
     for (const arg of calls[0]) expect(arg).not.toContain("s3cret");
     // Without a secret, the remote peer gets none (and the command does not wait for one).
     freshDirs("no-secret");
-    writeConfig(["127.0.0.1", "node-s.example"]);
+    writeConfig(["127.0.0.1", "198.51.100.4"]);
     const none = await launch([config, "in-{id}", "out-{id}"], { NETSORT_SSH: sshPath, NETSORT_SECRET: "" });
     expect(none.code).toBe(0);
     expect(readFileSync(join(fakeDir, "peer-1.secret"), "utf8")).toBe("(unset)");
     // A secret of several lines cannot go as one line: refused before any peer starts.
     freshDirs("multiline-secret");
-    writeConfig(["127.0.0.1", "node-s.example"]);
+    writeConfig(["127.0.0.1", "198.51.100.4"]);
     const multi = await launch([config, "in-{id}", "out-{id}"], {
       NETSORT_SSH: sshPath,
       NETSORT_SECRET: "line one\nline two",
@@ -322,7 +356,7 @@ describe("scripts/launch.sh", () => {
 
   test("a remote peer runs over NETSORT_SSH: right host, cd to this directory, arguments intact", async () => {
     freshDirs("ssh");
-    const config = writeConfig(["127.0.0.1", "node-a.example"]);
+    const config = writeConfig(["127.0.0.1", "198.51.100.1"]);
     const extra = ["--label", "$(touch pwned) `x` it's"];
     const { code, stdout, stderr } = await launch([config, "in {id}.dat", "out-{id}.dat", "--", ...extra], {
       NETSORT_SSH: sshPath,
@@ -331,7 +365,7 @@ describe("scripts/launch.sh", () => {
     const calls = sshCalls();
     expect(calls.length).toBe(1);
     expect(calls[0].length).toBe(2); // exactly a host and one command string
-    expect(calls[0][0]).toBe("node-a.example");
+    expect(calls[0][0]).toBe("198.51.100.1");
     // The fake ssh ran the command from "/": only the remote `cd` brings it here.
     expect(readFileSync(join(fakeDir, "peer-1.cwd"), "utf8")).toBe(work);
     expect(peerArgs(1)).toEqual(["1", "in 1.dat", "out-1.dat", config, ...extra]);
@@ -339,7 +373,7 @@ describe("scripts/launch.sh", () => {
     expect(existsSync(join("/", "pwned")) || existsSync(join(work, "pwned"))).toBe(false);
     expect(stdout).toContain("[peer 1] out line of 1\n");
     expect(stderr).toContain("[peer 1] err line of 1\n");
-    expect(stdout).toMatch(/peer 1 \(node-a\.example\): exit 2\n/);
+    expect(stdout).toMatch(/peer 1 \(198\.51\.100\.1\): exit 2\n/);
     expect(code).toBe(2);
   }, 15_000);
 
@@ -349,7 +383,7 @@ describe("scripts/launch.sh", () => {
   ] as const) {
     test(`${signal} stops every peer and its children, then exits ${expected}`, async () => {
       freshDirs(signal);
-      const config = writeConfig(["127.0.0.1", "localhost", "node-b.example"]);
+      const config = writeConfig(["127.0.0.1", "localhost", "198.51.100.2"]);
       const proc = start([config, "in-{id}", "out-{id}"], { FAKE_SLEEP: "1", NETSORT_SSH: sshPath });
       const stdout = new Response(proc.stdout).text();
       const stderr = new Response(proc.stderr).text();
