@@ -18,7 +18,7 @@ In the patterns, {id} is replaced by each peer's serverId, e.g.
 Peer i runs `netsort <i> <input> <output> <config> [extra flags]`:
   - on this machine when its host is this machine: localhost, 127.x.x.x, ::1, this
     machine's hostname, or any name or address that resolves to one of this
-    machine's addresses (`ip -o addr`, `hostname -I`, else `ifconfig`); it runs as
+    machine's addresses (`ip -o addr`, else `hostname -I`, else `ifconfig`); it runs as
     a background process in the current directory;
   - otherwise over ssh (BatchMode, no tty), as `cd <this directory> && exec netsort ...`
     in the remote login shell (which must be a POSIX shell: sh, bash, dash, zsh).
@@ -38,12 +38,12 @@ NETSORT_SECRET before netsort starts), never on a command line, where `ps` would
 show it. `-- --secret-file F` works instead when F exists on every host.
 
 Exit code: 0 when every peer exited 0; 2 when any peer exited 2 (bad usage, config,
-input or secret; a stopped netsort exits 1) or the config is invalid; 1 otherwise. Ctrl-C or
-SIGTERM stops every peer this script started (TERM, then KILL after 5 s) and exits
-130 / 143. A remote peer is stopped by closing its ssh session; one that outlives it
-stops by itself when its mesh breaks (netsort's idle timeout). Note: bash ignores
-SIGINT in a script started with `&` from another script, so stop such a launch with
-SIGTERM.
+input or secret; a stopped netsort exits 1) or the config is invalid; 1 otherwise.
+Ctrl-C or SIGTERM stops every peer this script started (TERM, then KILL after 5 s)
+and exits 130 / 143. A remote peer is stopped by closing its ssh session; one that
+outlives it stops by itself when its mesh breaks (netsort's idle timeout). Note:
+bash ignores SIGINT in a script started with `&` from another script, so stop such
+a launch with SIGTERM.
 
 Environment:
   NETSORT          netsort command, may be several words (e.g. "bun /repo/src/cli/main.ts").
