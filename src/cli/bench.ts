@@ -12,11 +12,13 @@ import { defineCommand } from "citty";
 import { NetsortError, UsageError } from "../errors.ts";
 import {
   type BenchReport,
+  benchTimeline,
   findCBaseline,
   maxBenchPeers,
   maxBenchRuns,
   resolveNetsortCommand,
   runBench,
+  writeTimelineSvg,
 } from "../local/bench.ts";
 import { formatBytes, log } from "../log.ts";
 import { GEN_KINDS, type GenKind } from "../tools/gen.ts";
@@ -69,6 +71,11 @@ const args = {
   startup: {
     type: "boolean",
     description: "Also time `--version` x20 and a 1-record mesh of 4 peers x5",
+  },
+  svg: {
+    type: "string",
+    description: "Draw the median run's phases per peer as SVG into this file",
+    valueHint: "file",
   },
   ...commonArgs,
 } as const;
@@ -205,6 +212,7 @@ export default defineCommand({
         validate: a.validate === true,
         progress,
       });
+      if (a.svg !== undefined) writeTimelineSvg(a.svg, benchTimeline(report));
       if (a.json) console.log(JSON.stringify(report, null, 2));
       else printReport(report);
       return 0;

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { defineCommand } from "citty";
 import { NetsortError } from "../errors.ts";
+import { clusterTimeline, writeTimelineSvg } from "../local/bench.ts";
 import { runLocalCluster, writeLocalConfig } from "../local/cluster.ts";
 import { formatBytes, formatRate, log } from "../log.ts";
 import { checkFiles } from "../tools/check.ts";
@@ -36,6 +37,7 @@ const args = {
     type: "boolean",
     description: "Also run the peers with --validate (global valsort verdict in the sort)",
   },
+  svg: { type: "string", description: "Draw each peer's phases as SVG into this file", valueHint: "file" },
   "stagger-ms": {
     type: "string",
     description: "Start peer i after i * this many ms (default 100)",
@@ -75,6 +77,11 @@ export default defineCommand({
       if (failed.length > 0) {
         throw new NetsortError(`demo: ${failed.map((p) => `peer ${p.id} exited ${p.exitCode}`).join(", ")}`);
       }
+      if (a.svg !== undefined)
+        writeTimelineSvg(
+          a.svg,
+          clusterTimeline(run, `netsort demo: ${peers} peers x ${formatBytes(size)} (${kind})`),
+        );
       const c0 = performance.now();
       const check = await checkFiles(outputs, inputs);
       const checkMs = performance.now() - c0;

@@ -16,15 +16,19 @@ import {
   rmSync,
   statfsSync,
   statSync,
+  writeFileSync,
 } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { assert, NetsortError } from "../errors.ts";
 import { readChunkBytes } from "../limits.ts";
+import { formatBytes } from "../log.ts";
 import { RECORD_BYTES } from "../record.ts";
 import { type CheckResult, checkFiles } from "../tools/check.ts";
 import { type GenKind, generate, roundUpToRecords } from "../tools/gen.ts";
+import type { PhaseSpan } from "../types.ts";
 import { type ClusterRun, runLocalCluster, selfCommand, writeLocalConfig } from "./cluster.ts";
+import { cBaselineRow, peerRows, renderTimelineSvg, type Timeline } from "./svg.ts";
 
 export const maxBenchPeers = 64;
 export const maxBenchRuns = 50;
@@ -164,6 +168,9 @@ export interface PeerPhases {
   outputRecords: number;
   sentBytes: number;
   receivedBytes: number;
+  /** The peer's own clock (PhaseTimings): when it started, and its phases since then; for `--svg`. */
+  startedAtEpochMs: number;
+  spans: PhaseSpan[];
 }
 
 export interface NetsortRun {
@@ -188,7 +195,7 @@ export interface CRun {
   phases: Record<string, number>;
 }
 
-export interface PeerSummary extends Omit<PeerPhases, "peakRssBytes"> {
+export interface PeerSummary extends Omit<PeerPhases, "peakRssBytes" | "startedAtEpochMs" | "spans"> {
   /** Max over runs. */
   peakRssBytes: number;
   /** Peak RSS over the peer's input share. */
@@ -346,6 +353,8 @@ function phasesOf(run: ClusterRun): PeerPhases[] {
       outputRecords: t.outputRecords,
       sentBytes: t.sentBytes,
       receivedBytes: t.receivedBytes,
+      startedAtEpochMs: t.startedAtEpochMs,
+      spans: t.spans,
     };
   });
 }
@@ -627,4 +636,57 @@ function formatRunLine(run: NetsortRun): string {
   const totals = run.peers.map((p) => Math.round(p.totalMs)).join("/");
   const cpu = run.cpuMs < 0 ? "" : `  cpu ${Math.round(run.cpuMs)} ms`;
   return `run ${String(run.run).padStart(2)}  wall ${String(Math.round(run.wallMs)).padStart(6)} ms  ${run.mbPerSec.toFixed(1).padStart(7)} MB/s${cpu}  load ${run.loadAverage.toFixed(1)}  peer totals ${totals} ms`;
+}
+
+/** The index of the run whose wall time is the median (the lower of the middle two for an even count). */
+export function medianRunIndex(wallMs: number[]): number {
+  assert(wallMs.length > 0, "median run of at least one run");
+  const order = wallMs.map((ms, i) => ({ ms, i })).sort((a, b) => a.ms - b.ms || a.i - b.i);
+  return order[(order.length - 1) >> 1].i;
+}
+
+/**
+ * The picture of a bench: the median netsort run, one row per peer, and with
+ * --c the C baseline's median run as its own row (run separately, drawn from 0).
+ * Null when no sort was run.
+ */
+export function benchTimeline(r: BenchReport): Timeline | null {
+  if (r.netsortRuns.length === 0) return null;
+  const chosen = r.netsortRuns[medianRunIndex(r.netsortRuns.map((run) => run.wallMs))];
+  const rows = peerRows(chosen.peers);
+  let cNote = "";
+  if (r.c !== null && r.c.runs.length > 0) {
+    const cRun = r.c.runs[medianRunIndex(r.c.runs.map((run) => run.wallMs))];
+    rows.push(cBaselineRow(cRun.phases, "C baseline"));
+    cNote = `; C baseline: its median run (${cRun.run}), on its own, from 0`;
+  }
+  return {
+    title: `netsort bench: ${r.peers} peers x ${formatBytes(r.bytesPerPeer)} (${r.kind}), median run ${chosen.run} of ${r.netsortRuns.length}, wall ${Math.round(chosen.wallMs)} ms`,
+    subtitle: `peers aligned by their start (wall clock); connect overlaps read+send${cNote}`,
+    rows,
+  };
+}
+
+/** The picture of one local cluster run (`demo`): one row per peer that printed its timings. */
+export function clusterTimeline(run: ClusterRun, title: string): Timeline {
+  const peers = run.peers.flatMap((p) =>
+    p.timings === null
+      ? []
+      : [{ id: p.id, startedAtEpochMs: p.timings.startedAtEpochMs, spans: p.timings.spans }],
+  );
+  return {
+    title,
+    subtitle: `wall ${Math.round(run.wallMs)} ms; peers aligned by their start (wall clock); connect overlaps read+send`,
+    rows: peerRows(peers),
+  };
+}
+
+/** Write `timeline` as SVG to `file` (`--svg FILE`). */
+export function writeTimelineSvg(file: string, timeline: Timeline | null): void {
+  if (timeline === null) throw new NetsortError(`--svg ${file}: no sort was run, nothing to draw`, 2);
+  try {
+    writeFileSync(file, renderTimelineSvg(timeline));
+  } catch (error) {
+    throw new NetsortError(`--svg ${file}: ${(error as Error).message}`);
+  }
 }

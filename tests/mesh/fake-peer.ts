@@ -5,8 +5,8 @@
  * WELCOME, takes peer 0's records and DONE (answering ACK when asked), and dials
  * peer 0 with a valid HELLO; the test then writes what it wants on that stream.
  * What it sees is noted in `events`; anything off-protocol lands in `problems`.
- * Used by auth.test.ts (a fake peer breaking the protocol) and shutdown.test.ts
- * (a fake peer closing in a chosen order).
+ * Used by auth.test.ts (a fake peer breaking the protocol), shutdown.test.ts
+ * (a fake peer closing in a chosen order) and mismatch.test.ts (messages).
  */
 import { expect } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
@@ -278,6 +278,12 @@ export class FakePeer {
     this.send(encodeEmpty(FrameType.Committed));
     await this.events.wait("confirmed-in", boundMs);
     if (stopBefore !== "confirmed") this.send(encodeEmpty(FrameType.Confirmed));
+  }
+
+  /** Write bytes on the stream peer 0 dialed (its out stream), e.g. an ACK of our choosing. */
+  sendOnInbound(bytes: Uint8Array): void {
+    const wrote = this.inbound?.write(bytes);
+    expect(wrote).toBe(bytes.length);
   }
 
   /** End the connection peer 0 dialed (its out stream). */

@@ -1,0 +1,59 @@
+/**
+ * What `bench --svg` draws (src/local/bench.ts): the median run by wall time,
+ * one row per peer, and the C baseline's median run as its own row.
+ */
+import { describe, expect, test } from "bun:test";
+import { type BenchReport, benchTimeline, medianRunIndex } from "../../src/local/bench.ts";
+
+describe("medianRunIndex", () => {
+  test("picks the run with the median wall time, wherever it is", () => {
+    expect(medianRunIndex([300, 100, 200])).toBe(2);
+    expect(medianRunIndex([5])).toBe(0);
+    // Even count: the lower of the middle two.
+    expect(medianRunIndex([400, 100, 300, 200])).toBe(3);
+  });
+});
+
+function run(run: number, wallMs: number, startMs: number) {
+  return {
+    run,
+    wallMs,
+    mbPerSec: 1,
+    cpuMs: 1,
+    loadAverage: 0,
+    peers: [0, 1].map((id) => ({
+      id,
+      startedAtEpochMs: 1_000 + id,
+      spans: [{ phase: "sort" as const, startMs, endMs: startMs + wallMs / 2 }],
+    })),
+  };
+}
+
+describe("benchTimeline", () => {
+  const report = {
+    peers: 2,
+    kind: "uniform",
+    bytesPerPeer: 1024 * 1024,
+    netsortRuns: [run(1, 900, 11), run(2, 500, 22), run(3, 700, 33)],
+    c: {
+      runs: [
+        { run: 1, wallMs: 50, phases: { sortMs: 1 } },
+        { run: 2, wallMs: 30, phases: { sortMs: 2 } },
+        { run: 3, wallMs: 40, phases: { sortMs: 3 } },
+      ],
+    },
+  } as unknown as BenchReport;
+
+  test("draws the median run and the C baseline's median run", () => {
+    const t = benchTimeline(report);
+    expect(t?.rows.map((r) => r.label)).toEqual(["peer 0", "peer 1", "C baseline"]);
+    expect(t?.rows[0].spans[0].startMs).toBe(33); // run 3: 700 ms is the median
+    expect(t?.rows[1].spans[0].startMs).toBe(34); // peer 1 started 1 ms later
+    expect(t?.rows[2].spans[0].endMs).toBe(3); // C run 3: 40 ms is its median
+    expect(t?.title).toContain("median run 3 of 3");
+  });
+
+  test("without runs there is nothing to draw", () => {
+    expect(benchTimeline({ ...report, netsortRuns: [] })).toBeNull();
+  });
+});
