@@ -7,6 +7,7 @@
  */
 import { NetsortError } from "./errors.ts";
 import { Mesh } from "./exchange/mesh.ts";
+import { checkOutputPath } from "./io/paths.ts";
 import { checkInputFile, readChunks } from "./io/reader.ts";
 import { DurableWriter } from "./io/writer.ts";
 import { tuneJit } from "./jit.ts";
@@ -117,7 +118,7 @@ async function sortAndWrite(
     const b = performance.now();
     sortMs += b - a;
     if (next.done) break;
-    writer.write(next.value);
+    await writer.write(next.value);
     const c = performance.now();
     writeMs += c - b;
     if (validation !== null) {
@@ -130,7 +131,7 @@ async function sortAndWrite(
     }
   }
   const f = performance.now();
-  writer.prepare();
+  await writer.prepare();
   writeMs += performance.now() - f;
   return { sortMs, writeMs };
 }
@@ -143,6 +144,7 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
   let writer: DurableWriter;
   try {
     inputBytes = checkInputFile(options.inputFile);
+    checkOutputPath(options.inputFile, options.outputFile);
     writer = new DurableWriter(options.outputFile);
   } catch (error) {
     return abortEarly(options, error);
@@ -241,14 +243,18 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
     const { sortMs, writeMs } = await sortAndWrite(store, writer, validation, t);
     const writtenMs = performance.now() - startMs;
     t.sortMs = sortMs;
-    t.spans.push({ phase: "sort", startMs: exchangeEndMs - startMs, endMs: exchangeEndMs - startMs + sortMs });
+    t.spans.push({
+      phase: "sort",
+      startMs: exchangeEndMs - startMs,
+      endMs: exchangeEndMs - startMs + sortMs,
+    });
     t.spans.push({ phase: "write", startMs: exchangeEndMs - startMs + sortMs, endMs: writtenMs });
     t.outputRecords = writer.bytes / RECORD_BYTES;
     log.info(`sorted ${t.outputRecords} records in ${Math.round(sortMs)} ms`);
     mesh.sendReady(validation === null ? null : validation.encode());
     await mesh.whenCommitted();
     if (validation !== null) timed(() => checkVerdict(mesh, serverId, validation));
-    writer.commit();
+    await writer.commit();
     t.writeMs = writeMs;
     t.commitMs = performance.now() - startMs - writtenMs;
     t.spans.push({ phase: "commit", startMs: writtenMs, endMs: writtenMs + t.commitMs });
