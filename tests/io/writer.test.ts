@@ -130,12 +130,22 @@ describe.each(modes)("DurableWriter ($name)", ({ unnamed }) => {
     for (const prepared of [false, true]) {
       const dir = freshDir();
       const w = open(path.join(dir, "out.bin"));
-      await w.write(bytes(writeChunkBytes + 1000, 4)); // one piece is on its way to the file
+      await w.write(bytes(writeChunkBytes + 1000, 4)); // more than one piece
       if (prepared) await w.prepare();
       w.discard();
       w.discard();
       expect(fs.readdirSync(dir)).toEqual([]);
     }
+  });
+
+  test("discard while a write runs on the thread pool: the write stops, nothing is left", async () => {
+    const dir = freshDir();
+    const w = open(path.join(dir, "out.bin"));
+    const writing = w.write(bytes(4 * writeChunkBytes, 6));
+    w.discard(); // the failure path: the mesh failed while the sort was writing
+    await expect(writing).rejects.toThrow(`output ${path.join(dir, "out.bin")}: discarded`);
+    await Bun.sleep(50); // the descriptor is closed once the write has ended
+    expect(fs.readdirSync(dir)).toEqual([]);
   });
 
   test("discard does not remove an existing output it never replaced", async () => {
