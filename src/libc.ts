@@ -1,9 +1,9 @@
 /**
  * The few libc calls netsort makes through bun:ffi, loaded once. Linux only:
  * everywhere else (or when libc cannot be loaded) `libc()` is null and every
- * caller falls back: madvise and sync_file_range only change how fast memory or
- * the disk is, and without linkat the writer uses a named temp file instead of
- * an unnamed one (src/io/writer.ts).
+ * caller falls back: madvise only changes how fast memory is, and without
+ * linkat the writer uses a named temp file instead of an unnamed one
+ * (src/io/writer.ts).
  */
 import { dlopen, read } from "bun:ffi";
 import { constants } from "node:os";
@@ -26,7 +26,6 @@ function cPath(path: string): Buffer {
 
 export interface Libc {
   madvise(address: number, length: number, advice: number): number;
-  syncFileRange(fd: number, offset: number, length: number, flags: number): number;
   /** linkat(2): 0, or -1 with the reason in lastErrorCode(). */
   linkat(oldDirFd: number, oldPath: string, newDirFd: number, newPath: string, flags: number): number;
   /** The name of errno ("EEXIST") right after a call that returned -1 (read on the same thread). */
@@ -44,7 +43,6 @@ function load(): Libc | null {
       const lib = dlopen(name, {
         madvise: { args: ["usize", "usize", "i32"], returns: "i32" },
         sysconf: { args: ["i32"], returns: "i64" },
-        sync_file_range: { args: ["i32", "i64", "i64", "u32"], returns: "i32" },
         linkat: { args: ["i32", "ptr", "i32", "ptr", "i32"], returns: "i32" },
         __errno_location: { args: [], returns: "ptr" },
       });
@@ -53,7 +51,6 @@ function load(): Libc | null {
       if (!Number.isInteger(page) || page < 4096 || (page & (page - 1)) !== 0) return null;
       return {
         madvise: (address, length, advice) => lib.symbols.madvise(address, length, advice),
-        syncFileRange: (fd, offset, length, flags) => lib.symbols.sync_file_range(fd, offset, length, flags),
         linkat: (oldDirFd, oldPath, newDirFd, newPath, flags) =>
           lib.symbols.linkat(oldDirFd, cPath(oldPath), newDirFd, cPath(newPath), flags),
         lastErrorCode: () => {

@@ -18,23 +18,6 @@ describe("libc", () => {
     expect(page & (page - 1)).toBe(0);
   });
 
-  test("syncFileRange starts writeback on a real file and fails on a bad descriptor", () => {
-    const c = libc();
-    if (c === null) return;
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "netsort-libc-test-"));
-    try {
-      const file = path.join(dir, "f");
-      const fd = fs.openSync(file, "w");
-      fs.writeSync(fd, new Uint8Array(64 * 1024).fill(1));
-      expect(c.syncFileRange(fd, 0, 64 * 1024, 2)).toBe(0);
-      fs.closeSync(fd);
-      expect(c.syncFileRange(-1, 0, 4096, 2)).toBe(-1);
-      expect(fs.statSync(file).size).toBe(64 * 1024);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  });
-
   test.skipIf(process.platform !== "linux")(
     "linkat gives an unnamed (O_TMPFILE) file a name; a taken name fails with EEXIST",
     () => {
