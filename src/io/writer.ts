@@ -177,7 +177,7 @@ export class DurableWriter {
   private writebackFromBytes = 0;
   /** The one early writeback in flight on the thread pool, if any. */
   private writeback: Promise<void> | null = null;
-  /** A write on the thread pool (write() is awaited, so at most one; discard waits for it). */
+  /** A write or fsync on the thread pool (each is awaited, so at most one; discard waits for it). */
   private writing: Promise<void> | null = null;
   /** Set by discard: a write still running stops after its current piece. */
   private failure: NetsortError | null = null;
@@ -281,10 +281,14 @@ export class DurableWriter {
     this.throwIfFailed();
     if (this.writeback !== null) await this.writeback;
     this.state = "prepared";
+    const syncing = syncAsync(this.fd, false);
+    this.writing = syncing.catch(() => {}); // discard waits for it before closing
     try {
-      await syncAsync(this.fd, false);
+      await syncing;
     } catch (error) {
       throw new NetsortError(`output ${this.path}: fsync failed (${reasonOf(error)})`);
+    } finally {
+      this.writing = null;
     }
   }
 
