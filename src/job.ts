@@ -11,6 +11,7 @@
  */
 import { NetsortError } from "./errors.ts";
 import { Mesh } from "./exchange/mesh.ts";
+import { checkOutputPath } from "./io/paths.ts";
 import { checkInputFile, readChunks } from "./io/reader.ts";
 import { DurableWriter } from "./io/writer.ts";
 import { tuneJit } from "./jit.ts";
@@ -131,7 +132,7 @@ async function sortAndWrite(run: Run): Promise<void> {
     const sortedAtMs = performance.now();
     sortMs += sortedAtMs - a;
     if (next.done) break;
-    writer.write(next.value);
+    await writer.write(next.value);
     const writtenAtMs = performance.now();
     writeMs += writtenAtMs - sortedAtMs;
     if (validation !== null) timedValidation(run, () => validation.addOutput(next.value));
@@ -141,7 +142,7 @@ async function sortAndWrite(run: Run): Promise<void> {
     }
   }
   const prepareFromMs = performance.now();
-  writer.prepare();
+  await writer.prepare();
   writeMs += performance.now() - prepareFromMs;
   run.t.sortMs = sortMs;
   run.t.writeMs = writeMs;
@@ -186,7 +187,7 @@ async function commit(run: Run): Promise<void> {
   mesh.sendReady(validation === null ? null : validation.encode());
   await mesh.whenAllReady();
   if (validation !== null) timedValidation(run, () => checkVerdict(mesh, options.serverId, validation));
-  writer.commit();
+  await writer.commit();
   mesh.sendCommitted();
   await mesh.whenAllCommitted();
   // Every peer has renamed by now: a peer given our path (NFS, another host) would show here.
@@ -239,6 +240,7 @@ async function fail(run: Run, error: unknown): Promise<never> {
   if (mesh.confirmedSent) {
     log.warn(`output ${options.outputFile} stays: it was confirmed to the other peers before the failure`);
   } else {
+    writer.removeCommitted();
     writer.discard();
   }
   await tellAndClose(mesh, options, mesh.connectedAtMs > 0 ? 0 : abortLingerMs);
@@ -288,6 +290,7 @@ function setUp(options: SortOptions): Run | Error {
   let writer: DurableWriter;
   try {
     inputBytes = checkInputFile(options.inputFile);
+    checkOutputPath(options.inputFile, options.outputFile);
     writer = new DurableWriter(options.outputFile);
   } catch (error) {
     return error instanceof Error ? error : new NetsortError(String(error));
