@@ -74,13 +74,19 @@ describe("checkInputFile", () => {
     }
   });
 
-  test.skipIf(process.getuid?.() === 0)("an unreadable file: permission denied", async () => {
-    const { file } = inputFile(RECORD_BYTES);
-    fs.chmodSync(file, 0o000);
-    const error = (await thrown(() => checkInputFile(file))) as UsageError;
-    expect(error).toBeInstanceOf(UsageError);
-    expect(error.message).toBe(`input ${file}: permission denied`);
-  });
+  // Root reads a chmod 000 file, and this process cannot drop the capability for one call;
+  // tests/mesh/faults.test.ts covers the same message through a peer run without it.
+  const asRoot = process.getuid?.() === 0;
+  test.skipIf(asRoot)(
+    `an unreadable file: permission denied${asRoot ? " (skipped: running as root)" : ""}`,
+    async () => {
+      const { file } = inputFile(RECORD_BYTES);
+      fs.chmodSync(file, 0o000);
+      const error = (await thrown(() => checkInputFile(file))) as UsageError;
+      expect(error).toBeInstanceOf(UsageError);
+      expect(error.message).toBe(`input ${file}: permission denied`);
+    },
+  );
 });
 
 describe("readChunks", () => {

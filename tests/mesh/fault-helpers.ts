@@ -22,6 +22,13 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { leftoverTempFiles, netsortCommand } from "./harness.ts";
 
+/**
+ * The log line a peer prints once every stream to it has ended (src/job.ts; it
+ * read "exchange done at N ms" before, "exchange: waited N ms after reading" now).
+ * Tests that kill or cut a peer in a phase wait for it or check its absence.
+ */
+export const exchangeDoneLine = /exchange done|exchange: waited \d+ ms/;
+
 /** How a peer process ended, with the moment it did (performance.now() of this test process). */
 export interface PeerExit {
   id: number;
