@@ -10,7 +10,7 @@ export const VALUE_BYTES = RECORD_BYTES - KEY_BYTES;
 /** Records are copied as 25 u32 words: faster than subarray + set per record. */
 export const RECORD_WORDS = RECORD_BYTES / 4;
 
-/** Ownership uses the key's first 48 bits (DESIGN.md "Ownership"). */
+/** Ownership uses the key's first 48 bits (README.md "Records, peers, ownership"). */
 const PREFIX_BITS = 48;
 const TWO_POW_24 = 16777216; // 2^24 written out: `2 ** 24` in hot code was measured 10x slower
 

@@ -1,7 +1,8 @@
 /**
- * Chunked input reader. The input is checked before anything moves (exists, is a
- * regular readable file, holds whole records) and then read into one buffer that
- * is allocated once and reused for every chunk.
+ * Chunked reading of record files. The sort's input is checked before anything
+ * moves (exists, is a regular readable file, holds whole records) and then read
+ * into one buffer that is allocated once and reused for every chunk; `readUnits`
+ * is the read loop under it, shared with `check` and `valsort`.
  */
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { assert, NetsortError, UsageError } from "../errors.ts";
@@ -42,6 +43,35 @@ export function checkInputFile(path: string): number {
 }
 
 /**
+ * The one chunked read loop for record files (the sort's input, `check`,
+ * `valsort`): fill `buffer` from `fd` at its current position and yield the byte
+ * length of each run of whole `unitBytes` units at buffer[0, length). Every run
+ * but the last fills the buffer; a unit split between two reads moves to the
+ * front and is completed by the next read. The bytes are valid until the
+ * generator resumes. Returns the bytes of a trailing partial unit (0 when the
+ * file ends on a unit boundary). Read errors are thrown as they come, for the
+ * caller to word.
+ */
+export function* readUnits(
+  fd: number,
+  buffer: Uint8Array,
+  unitBytes: number,
+): Generator<number, number, void> {
+  assert(buffer.length % unitBytes === 0 && buffer.length >= unitBytes, "the read buffer holds whole units");
+  let filled = 0;
+  for (;;) {
+    const got = readSync(fd, buffer, filled, buffer.length - filled, null);
+    filled += got;
+    if (got > 0 && filled < buffer.length) continue;
+    const whole = filled - (filled % unitBytes);
+    if (whole > 0) yield whole;
+    if (got === 0) return filled - whole;
+    buffer.copyWithin(0, whole, filled);
+    filled -= whole;
+  }
+}
+
+/**
  * Yield the file's records in chunks of whole records: views into one reused
  * buffer, valid until the next iteration. `expectedBytes` is the size checked at
  * start; a file that changes size while read is an error, not a silent short sort.
@@ -55,30 +85,25 @@ export async function* readChunks(
   const fd = openSync(path, "r");
   try {
     const buf = hugeBuffer(Math.min(chunkBytes, Math.max(expectedBytes, RECORD_BYTES)));
-    let fill = 0;
+    const chunks = readUnits(fd, buf, RECORD_BYTES);
     let total = 0;
-    while (true) {
-      const got = readSync(fd, buf, fill, buf.length - fill, null);
-      total += got;
-      fill += got;
-      if (got === 0 || fill === buf.length) {
-        const whole = fill - (fill % RECORD_BYTES);
-        if (whole > 0) yield buf.subarray(0, whole);
-        if (got === 0) {
-          if (fill % RECORD_BYTES !== 0 || total !== expectedBytes) {
-            throw new NetsortError(
-              `input ${path}: changed while being read (${total} bytes, expected ${expectedBytes})`,
-            );
-          }
-          return;
-        }
-        // Keep a record that straddles chunks: move its start to the front.
-        buf.copyWithin(0, whole, fill);
-        fill -= whole;
+    for (;;) {
+      const next = chunks.next();
+      if (next.done) {
+        total += next.value;
+        break;
       }
+      total += next.value;
+      // Checked before the chunk is handed out, so no record past the checked size moves.
       if (total > expectedBytes) {
         throw new NetsortError(`input ${path}: grew while being read (more than ${expectedBytes} bytes)`);
       }
+      yield buf.subarray(0, next.value);
+    }
+    if (total !== expectedBytes) {
+      throw new NetsortError(
+        `input ${path}: changed while being read (${total} bytes, expected ${expectedBytes})`,
+      );
     }
   } finally {
     closeSync(fd);

@@ -2,7 +2,7 @@
  * The first radix pass, done while batches arrive: every received record is
  * copied into one of B buckets by its key bits just below this peer's range, so
  * when the last stream ends only cache-sized per-bucket sorts remain
- * (DESIGN.md "sort", BUN-NOTES.md "Sorting 100-byte records in Bun").
+ * (docs/architecture.md "Pipeline", docs/runtime-notes.md "Sorting 100-byte records").
  *
  * Storage: fixed-size blocks (32,700 B) carved from 2 MiB chunks, one singly
  * linked list of blocks per bucket; no allocation per record or per batch. A

@@ -13,7 +13,7 @@
  * which an insertion sort on the 32-bit words finishes; the record bytes are read
  * again only when those words tie. Moving 8 bytes per record per level instead of
  * 100 is what makes this cheaper than moving records (the previous version moved
- * each record about three times; BUN-NOTES.md "Sorting 100-byte records").
+ * each record about three times; docs/runtime-notes.md "Sorting 100-byte records").
  *
  * A range whose digit is the same for every record is not scattered: a scan finds
  * the first byte where any of its records differs and the sort jumps there, so

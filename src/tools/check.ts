@@ -1,12 +1,15 @@
 /**
  * `check`: are these files, in this order, one sorted sequence of records (key
  * order, memcmp), and do they hold exactly the input records? Streams every
- * file through one reused buffer, so any size can be checked in little memory.
+ * file through one reused buffer, so any size can be checked in little memory,
+ * and counts with the same tally as valsort (src/validate/tally.ts).
  */
-import fs from "node:fs";
+import fs, { closeSync, openSync } from "node:fs";
 import { assert, NetsortError, UsageError } from "../errors.ts";
+import { readUnits } from "../io/reader.ts";
 import { readChunkBytes } from "../limits.ts";
-import { compareKeys, KEY_BYTES, RECORD_BYTES } from "../record.ts";
+import { RECORD_BYTES } from "../record.ts";
+import { RecordTally } from "../validate/tally.ts";
 import { RecordChecksum } from "./checksum.ts";
 
 /** Where the order first breaks: record `record` of `file` has a smaller key than the record before it. */
@@ -56,34 +59,33 @@ function statRecordFile(file: string): number {
 
 /**
  * Call `onChunk` with consecutive pieces of `file`, each a whole number of
- * records, all in `buf`. Returns the number of bytes read.
+ * records, all at buf[0, length). Returns the number of bytes read.
  */
-async function streamFile(
+function streamFile(
   file: string,
   expectedBytes: number,
   buf: Uint8Array,
   onChunk: (length: number) => void,
-): Promise<number> {
-  assert(buf.length % RECORD_BYTES === 0, "chunk buffer holds whole records");
-  const handle = await fs.promises.open(file, "r");
+): number {
+  const fd = openSync(file, "r");
   let total = 0;
+  let partial: number;
   try {
+    const chunks = readUnits(fd, buf, RECORD_BYTES);
     for (;;) {
-      let filled = 0;
-      while (filled < buf.length) {
-        const { bytesRead } = await handle.read(buf, filled, buf.length - filled, total + filled);
-        if (bytesRead === 0) break;
-        filled += bytesRead;
+      const next = chunks.next();
+      if (next.done) {
+        partial = next.value;
+        break;
       }
-      if (filled % RECORD_BYTES !== 0) {
-        throw new NetsortError(`check: ${file} changed while being read (${total + filled} bytes so far)`);
-      }
-      if (filled > 0) onChunk(filled);
-      total += filled;
-      if (filled < buf.length) break;
+      onChunk(next.value);
+      total += next.value;
     }
   } finally {
-    await handle.close();
+    closeSync(fd);
+  }
+  if (partial !== 0) {
+    throw new NetsortError(`check: ${file} changed while being read (${total + partial} bytes so far)`);
   }
   if (total !== expectedBytes) {
     throw new NetsortError(`check: ${file} changed while being read (${expectedBytes} then ${total} bytes)`);
@@ -91,35 +93,16 @@ async function streamFile(
   return total;
 }
 
-/** The running order check: carries the previous key across chunks and files. */
-class OrderCheck {
-  records = 0;
-  duplicates = 0;
-  firstDisorder: Disorder | null = null;
-  private readonly previousKey = new Uint8Array(KEY_BYTES);
-  private hasPrevious = false;
-
-  /** Check buf[0, length); the records are `fileRecord`.. of file `fileIndex`. */
-  add(buf: Uint8Array, length: number, file: string, fileIndex: number, fileRecord: number): void {
-    const previousKey = this.previousKey;
-    for (let o = 0; o < length; o += RECORD_BYTES) {
-      if (o > 0 || this.hasPrevious) {
-        const order =
-          o > 0 ? compareKeys(buf, o - RECORD_BYTES, buf, o) : compareKeys(previousKey, 0, buf, o);
-        if (order === 0) {
-          this.duplicates++;
-        } else if (order > 0 && this.firstDisorder === null) {
-          const record = fileRecord + o / RECORD_BYTES;
-          this.firstDisorder = { file, fileIndex, record, overallRecord: this.records + o / RECORD_BYTES };
-        }
-      }
+/** Where record `overallRecord` of the outputs is: its file and index within it. */
+function locate(files: string[], fileRecords: number[], overallRecord: number): Disorder {
+  let start = 0;
+  for (let f = 0; f < files.length; f++) {
+    if (overallRecord < start + fileRecords[f]) {
+      return { file: files[f], fileIndex: f, record: overallRecord - start, overallRecord };
     }
-    if (length > 0) {
-      previousKey.set(buf.subarray(length - RECORD_BYTES, length - RECORD_BYTES + KEY_BYTES));
-      this.hasPrevious = true;
-    }
-    this.records += length / RECORD_BYTES;
+    start += fileRecords[f];
   }
+  throw new NetsortError(`check: record ${overallRecord} is past the end of the outputs`);
 }
 
 /**
@@ -133,38 +116,40 @@ export async function checkFiles(outputs: string[], inputs?: string[]): Promise<
   const outputBytes = outputs.map(statRecordFile);
   const inputBytes = inputs?.map(statRecordFile) ?? [];
   const buf = new Uint8Array(readChunkBytes);
-  const order = new OrderCheck();
-  const outputSum = new RecordChecksum();
+  // One tally across every output: a file's first record is compared with the previous file's last.
+  const tally = new RecordTally();
   const fileRecords: number[] = [];
   for (let f = 0; f < outputs.length; f++) {
-    let fileRecord = 0;
-    await streamFile(outputs[f], outputBytes[f], buf, (length) => {
-      order.add(buf, length, outputs[f], f, fileRecord);
-      outputSum.add(buf, 0, length);
-      fileRecord += length / RECORD_BYTES;
-    });
-    fileRecords.push(fileRecord);
+    const bytes = streamFile(outputs[f], outputBytes[f], buf, (length) => tally.add(buf, 0, length));
+    fileRecords.push(bytes / RECORD_BYTES);
   }
   let inputSum: RecordChecksum | null = null;
   if (inputs !== undefined) {
     const sum = new RecordChecksum();
     for (let f = 0; f < inputs.length; f++) {
-      await streamFile(inputs[f], inputBytes[f], buf, (length) => sum.add(buf, 0, length));
+      streamFile(inputs[f], inputBytes[f], buf, (length) => sum.add(buf, 0, length));
     }
     inputSum = sum;
   }
-  assert(order.records === outputSum.records, "every output record was both ordered and summed");
-  const sorted = order.firstDisorder === null;
+  const summary = tally.summary();
+  const records = tally.records;
+  assert(records === fileRecords.reduce((a, b) => a + b, 0), "every output record was tallied");
+  const outputChecksum = summary?.checksum ?? 0n;
+  const firstDisorder =
+    summary === null || summary.unordered === 0n
+      ? null
+      : locate(outputs, fileRecords, Number(summary.firstUnordered));
+  const sorted = firstDisorder === null;
   const inputsMatch =
-    inputSum === null ? null : inputSum.records === outputSum.records && inputSum.value === outputSum.value;
+    inputSum === null ? null : inputSum.records === records && inputSum.value === outputChecksum;
   return {
     files: outputs,
     fileRecords,
-    records: order.records,
-    duplicates: order.duplicates,
+    records,
+    duplicates: Number(summary?.dups ?? 0n),
     sorted,
-    firstDisorder: order.firstDisorder,
-    checksums: { outputs: outputSum.toHex(), inputs: inputSum?.toHex() ?? null },
+    firstDisorder,
+    checksums: { outputs: outputChecksum.toString(16), inputs: inputSum?.toHex() ?? null },
     inputRecords: inputSum?.records ?? null,
     inputsMatch,
     valid: sorted && inputsMatch !== false,

@@ -1,7 +1,7 @@
 /**
  * Records byte-identical to Sort Benchmark gensort 1.5 (binary, -a ascii, -s
  * skewed, -a -s), from any start record. The facts used here are written down in
- * shared/vectors/gensort-1.5/FORMAT.md; in short, record n is built from the LCG
+ * docs/gensort-format.md; in short, record n is built from the LCG
  * values X(n+1) .. X(n+10) (binary) or X(n+1) alone (ascii).
  *
  * Binary records: X(m) supplies the key of record m-1 and, xor-ed with constant
@@ -322,7 +322,7 @@ const skewTables: { binary?: Uint8Array; ascii?: Uint8Array } = {};
 
 /**
  * gensort's 129 x 6 skew table. Row s is the first 6 key bytes of unskewed record
- * s (FORMAT.md; tests check rows against the table printed in gensort.c), so it is
+ * s (docs/gensort-format.md; tests check rows against the table printed in gensort.c), so it is
  * computed here rather than copied.
  */
 function skewTable(ascii: boolean): Uint8Array {

@@ -3,14 +3,16 @@
  * (order, duplicate keys, checksum, first and last record), encode and decode
  * the 280-byte summary that `valsort -o` writes, combine summaries of partitions
  * in key order (`valsort -s`), and render valsort's verdict text.
- * Semantics follow valsort.c (shared/vectors/gensort-1.5/FORMAT.md); the CLI in
+ * Semantics follow valsort.c (docs/gensort-format.md); the record tally itself is
+ * src/validate/tally.ts, shared with `check` and --validate; the CLI in
  * src/cli/valsort.ts only parses arguments and prints.
  */
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { assert, EXIT_RUNTIME, NetsortError } from "../errors.ts";
+import { readUnits } from "../io/reader.ts";
 import { readChunkBytes } from "../limits.ts";
-import { KEY_BYTES, RECORD_BYTES } from "../record.ts";
-import { RecordChecksum } from "./checksum.ts";
+import { RECORD_BYTES } from "../record.ts";
+import { type KeyCompare, keyCompare, RecordTally, type Summary } from "../validate/tally.ts";
 
 /** Bytes of one encoded summary: five 128-bit counters, then the first and last record. */
 export const SUMMARY_BYTES = 5 * 16 + 2 * RECORD_BYTES;
@@ -19,21 +21,7 @@ const MASK_64 = (1n << 64n) - 1n;
 /** Summaries are read from a -s file this many at a time. */
 const summariesPerRead = 1024;
 
-/** What valsort knows about a run of records (valsort.c `struct summary`). */
-export interface Summary {
-  /** Index of the first record whose key is below its predecessor's; 0 means none. */
-  firstUnordered: bigint;
-  /** Records whose key is below their predecessor's. */
-  unordered: bigint;
-  records: bigint;
-  /** Records whose key equals their predecessor's. */
-  dups: bigint;
-  /** Sum of the records' CRC-32s, mod 2^128 (order-independent). */
-  checksum: bigint;
-  /** 100 bytes each. */
-  firstRecord: Uint8Array;
-  lastRecord: Uint8Array;
-}
+export type { Summary } from "../validate/tally.ts";
 
 export interface ValsortOptions {
   /** -i: compare keys like strcasecmp instead of memcmp. */
@@ -54,115 +42,16 @@ export const MSG_NO_RECORDS = "there must be at least one record to be validated
 export const MSG_PARTIAL_RECORD = "partial record found at end";
 export const MSG_PARTIAL_SUMMARY = "partial partition summary found at end";
 
-type KeyCompare = (a: Uint8Array, aOffset: number, b: Uint8Array, bOffset: number) => number;
-
-/** memcmp over the 10-byte key. */
-function compareBytes(a: Uint8Array, aOffset: number, b: Uint8Array, bOffset: number): number {
-  for (let i = 0; i < KEY_BYTES; i++) {
-    const d = a[aOffset + i] - b[bOffset + i];
-    if (d !== 0) return d;
-  }
-  return 0;
-}
-
-function lower(c: number): number {
-  return c >= 0x41 && c <= 0x5a ? c + 32 : c;
-}
-
 /**
- * valsort -i calls strcasecmp(prev, rec), which ignores the 10-byte key length:
- * it compares case-folded bytes until they differ or both end (NUL). Records
- * are 100 bytes and valsort reads past them when all 100 match with no NUL
- * (undefined behaviour in C); here such records count as equal.
+ * valsort's summarize_records: the shared RecordTally (src/validate/tally.ts),
+ * with valsort's error for a summary of no records.
  */
-function compareCaseInsensitive(a: Uint8Array, aOffset: number, b: Uint8Array, bOffset: number): number {
-  for (let i = 0; i < RECORD_BYTES; i++) {
-    const ca = lower(a[aOffset + i]);
-    const d = ca - lower(b[bOffset + i]);
-    if (d !== 0) return d;
-    if (ca === 0) return 0;
-  }
-  return 0;
-}
-
-function comparer(options: ValsortOptions): KeyCompare {
-  return options.caseInsensitive ? compareCaseInsensitive : compareBytes;
-}
-
-/**
- * Summarises records fed in order, in pieces of whole records (valsort's
- * summarize_records). Holds no reference to the caller's buffers.
- */
-export class RecordSummarizer {
-  private readonly compare: KeyCompare;
-  private readonly onFirstUnordered: ((index: bigint) => void) | undefined;
-  private readonly checksum = new RecordChecksum();
-  private readonly first = new Uint8Array(RECORD_BYTES);
-  /** The last record seen so far: the predecessor of the next piece's first record. */
-  private readonly last = new Uint8Array(RECORD_BYTES);
-  private records = 0;
-  private unordered = 0;
-  private dups = 0;
-  private firstUnordered = 0;
-
-  constructor(options: ValsortOptions = {}) {
-    this.compare = comparer(options);
-    this.onFirstUnordered = options.onFirstUnordered;
-  }
-
-  /** Add the records in buf[offset, offset + length); length is a multiple of 100. */
-  add(buf: Uint8Array, offset = 0, length = buf.length - offset): void {
-    assert(length % RECORD_BYTES === 0, `valsort: ${length} bytes is not a whole number of records`);
-    if (length === 0) return;
-    this.checksum.add(buf, offset, length);
-    const end = offset + length;
-    let at = offset;
-    if (this.records === 0) {
-      this.first.set(buf.subarray(offset, offset + RECORD_BYTES));
-      this.records = 1;
-      at += RECORD_BYTES;
-    } else {
-      this.step(this.last, 0, buf, at);
-      at += RECORD_BYTES;
-    }
-    // Most neighbours in key order differ in the first byte: decide those without a call.
-    const memcmpOrder = this.compare === compareBytes;
-    for (; at < end; at += RECORD_BYTES) {
-      if (memcmpOrder && buf[at - RECORD_BYTES] < buf[at]) {
-        this.records++;
-        continue;
-      }
-      this.step(buf, at - RECORD_BYTES, buf, at);
-    }
-    this.last.set(buf.subarray(end - RECORD_BYTES, end));
-  }
-
+export class RecordSummarizer extends RecordTally {
   /** The summary so far; throws ValsortError when no record was added. */
-  summary(): Summary {
-    if (this.records === 0) throw new ValsortError(MSG_NO_RECORDS);
-    return {
-      firstUnordered: BigInt(this.firstUnordered),
-      unordered: BigInt(this.unordered),
-      records: BigInt(this.records),
-      dups: BigInt(this.dups),
-      checksum: this.checksum.value,
-      firstRecord: this.first.slice(),
-      lastRecord: this.last.slice(),
-    };
-  }
-
-  private step(prev: Uint8Array, prevOffset: number, buf: Uint8Array, at: number): void {
-    const diff = this.compare(prev, prevOffset, buf, at);
-    if (diff === 0) {
-      this.dups++;
-    } else if (diff > 0) {
-      if (this.firstUnordered === 0) {
-        this.firstUnordered = this.records; // the 0-based index of the record at `at`
-        this.onFirstUnordered?.(BigInt(this.firstUnordered));
-      }
-      this.unordered++;
-    }
-    this.records++;
+  override summary(): Summary {
+    const summary = super.summary();
+    if (summary === null) throw new ValsortError(MSG_NO_RECORDS);
+    return summary;
   }
 }
 
@@ -205,22 +94,18 @@ function streamUnits(
     throw new ValsortError(perrorText(path, error));
   }
   try {
-    let filled = 0;
+    const chunks = readUnits(fd, buffer, unitBytes);
     for (;;) {
-      let n: number;
+      let next: IteratorResult<number, number>;
       try {
-        n = readSync(fd, buffer, filled, buffer.length - filled, null);
+        next = chunks.next();
       } catch (error) {
         // valsort's fread would take a read error for the end of input; naming it helps more.
+        if ((error as { code?: string } | null)?.code === undefined) throw error;
         throw new ValsortError(perrorText(path, error));
       }
-      filled += n;
-      if (n > 0 && filled < buffer.length) continue;
-      const whole = filled - (filled % unitBytes);
-      if (whole > 0) consume(whole);
-      if (n === 0) return filled - whole;
-      buffer.copyWithin(0, whole, filled);
-      filled -= whole;
+      if (next.done) return next.value;
+      consume(next.value);
     }
   } finally {
     closeSync(fd);
@@ -296,7 +181,7 @@ export class SummaryCombiner {
   private total: Summary | null = null;
 
   constructor(options: ValsortOptions = {}) {
-    this.compare = comparer(options);
+    this.compare = keyCompare(options);
     this.onFirstUnordered = options.onFirstUnordered;
   }
 

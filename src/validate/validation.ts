@@ -9,16 +9,9 @@
  */
 import { assert } from "../errors.ts";
 import { READY_VALIDATION_BYTES, VALSORT_SUMMARY_BYTES } from "../exchange/protocol.ts";
-import { RECORD_BYTES } from "../record.ts";
 import { RecordChecksum } from "../tools/checksum.ts";
-import {
-  decodeSummary,
-  encodeSummary,
-  RecordSummarizer,
-  type Summary,
-  SummaryCombiner,
-  verdictText,
-} from "../tools/valsort.ts";
+import { decodeSummary, encodeSummary, SummaryCombiner, verdictText } from "../tools/valsort.ts";
+import { RecordTally, type Summary } from "./tally.ts";
 
 assert(VALSORT_SUMMARY_BYTES === 280, "valsort summaries are 280 bytes");
 
@@ -55,8 +48,7 @@ function getU128(buf: Uint8Array, offset: number): bigint {
 /** Accumulates one peer's part while it reads and writes. */
 export class PeerValidation {
   private readonly input = new RecordChecksum();
-  private readonly output = new RecordSummarizer();
-  private outputRecords = 0;
+  private readonly output = new RecordTally();
 
   addInput(buf: Uint8Array): void {
     this.input.add(buf, 0, buf.length);
@@ -64,12 +56,11 @@ export class PeerValidation {
 
   addOutput(buf: Uint8Array): void {
     this.output.add(buf, 0, buf.length);
-    this.outputRecords += buf.length / RECORD_BYTES;
   }
 
   part(): PeerPart {
     return {
-      summary: this.outputRecords === 0 ? null : this.output.summary(),
+      summary: this.output.summary(),
       inputChecksum: this.input.value,
       inputRecords: BigInt(this.input.records),
     };

@@ -1,16 +1,16 @@
 /**
  * The compiled binary runs the same mesh, and outputs are deterministic: the same
- * inputs give byte-identical outputs whatever the start order and timing.
+ * inputs give byte-identical outputs whatever the start order and timing. The
+ * binary is built from the current sources into a temp dir (a few seconds), never
+ * taken from dist/, which may be stale.
  */
-import { afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  binaryExists,
   freePorts,
   killAll,
   makeRecords,
-  netsortCommand,
   outputPaths,
   REPO,
   removeDir,
@@ -23,16 +23,28 @@ import {
 
 afterEach(() => killAll());
 
+/** A binary built from these sources for this file: dist/netsort may be older than the code. */
+let buildDir: string;
+let binary: string;
+
 beforeAll(async () => {
-  // CI builds before testing; a developer's first `bun test` builds here.
-  if (binaryExists()) return;
-  const build = Bun.spawn([process.execPath, join(REPO, "build.ts")], {
+  buildDir = tempDir("netsort-binary-test-");
+  binary = join(buildDir, "netsort");
+  const build = Bun.spawn([process.execPath, join(REPO, "build.ts"), "--outdir", buildDir], {
     cwd: REPO,
+    stdin: "ignore",
     stdout: "ignore",
     stderr: "pipe",
   });
-  if ((await build.exited) !== 0) throw new Error(`build failed: ${await new Response(build.stderr).text()}`);
+  try {
+    if ((await build.exited) !== 0)
+      throw new Error(`build failed: ${await new Response(build.stderr).text()}`);
+  } finally {
+    build.kill("SIGKILL");
+  }
 }, 120_000);
+
+afterAll(() => removeDir(buildDir));
 
 function expectAllOk(
   results: { id: number; exitCode: number | null; stderr: string; stdout: string }[],
@@ -43,7 +55,7 @@ function expectAllOk(
 }
 
 describe("compiled binary", () => {
-  test("4 peers of dist/netsort, staggered, sort duplicate-heavy data", async () => {
+  test("4 peers of a freshly built netsort, staggered, sort duplicate-heavy data", async () => {
     const dir = tempDir();
     try {
       const inputs = writeInputs(
@@ -54,7 +66,7 @@ describe("compiled binary", () => {
       const config = writeConfig(dir, freePorts(4));
       expectAllOk(
         await runPeers(config, inputs, outputs, {
-          command: netsortCommand("binary"),
+          command: [binary],
           delaysMs: [0, 400, 100, 250],
         }),
       );

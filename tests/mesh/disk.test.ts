@@ -6,10 +6,12 @@
  * write fails with EFBIG) is a run-time failure (exit 1). Either way the others
  * stop within 2 s naming peer 1, and nobody leaves an output or a temp file.
  * Tests run as root, where chmod does not stop writes: "not writable" is a
- * read-only tmpfs mount instead (skipped with a printed reason if mount fails).
+ * read-only tmpfs mount instead (skipped with the reason when a probe, run
+ * before the tests, finds that mounting fails here).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   allExited,
@@ -44,22 +46,36 @@ const runBoundMs = 30_000;
 
 let shared: string;
 let inputs: string[];
-let mountWorks = false;
-let mountProblem = "";
 const mounts: string[] = [];
 
-beforeAll(async () => {
+/**
+ * Can this machine mount a tmpfs (root, not a locked-down container)? Decided
+ * before the tests run, so the two tmpfs tests are skipped with the reason;
+ * once the probe passes, a mount that fails fails the test.
+ */
+async function mountProblem(): Promise<string | null> {
+  const probe = mkdtempSync(join(tmpdir(), "netsort-mount-probe-"));
+  try {
+    const r = await sh(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", probe]);
+    if (r.code !== 0) return `mount -t tmpfs fails here: ${r.out.trim()}`;
+    await sh(["umount", probe]);
+    return null;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
+}
+
+const noMount = await mountProblem();
+if (noMount !== null) skipReason("8 output dir not writable, 8 out of space", noMount);
+/** The reason, in the title of a test that is skipped. */
+const skipNote = noMount === null ? "" : ` (skipped: ${noMount})`;
+
+beforeAll(() => {
   shared = tempDir("netsort-disk-");
   inputs = writeInputs(
     shared,
     [0, 1, 2].map((id) => makeRecords(recordsPerPeer, "uniform", 300 + id)),
   );
-  const probe = join(shared, "probe");
-  mkdirSync(probe);
-  const r = await sh(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", probe]);
-  mountWorks = r.code === 0;
-  mountProblem = r.out.trim();
-  if (mountWorks) await sh(["umount", probe]);
 });
 
 afterAll(async () => {
@@ -151,11 +167,9 @@ describe("8. disk", () => {
     runBoundMs + 5_000,
   );
 
-  test(
-    "output directory not writable (read-only mount): exit 2 at start-up, the others exit 1",
+  test.skipIf(noMount !== null)(
+    `output directory not writable (read-only mount): exit 2 at start-up, the others exit 1${skipNote}`,
     async () => {
-      if (!mountWorks)
-        return skipReason("8 output dir not writable", `mount -t tmpfs fails here: ${mountProblem}`);
       const dir = tempDir("netsort-disk-");
       dirs.push(dir);
       const ro = join(dir, "read-only");
@@ -175,10 +189,9 @@ describe("8. disk", () => {
     runBoundMs + 5_000,
   );
 
-  test(
-    "out of space while writing (1 MiB tmpfs): exit 1, no partial output, the others exit 1",
+  test.skipIf(noMount !== null)(
+    `out of space while writing (1 MiB tmpfs): exit 1, no partial output, the others exit 1${skipNote}`,
     async () => {
-      if (!mountWorks) return skipReason("8 out of space", `mount -t tmpfs fails here: ${mountProblem}`);
       const dir = tempDir("netsort-disk-");
       dirs.push(dir);
       const small = join(dir, "small");

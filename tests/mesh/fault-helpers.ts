@@ -7,10 +7,27 @@
  * Every spawned child is tracked; `killPeers()` (call it in afterEach) ends them.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync, readdirSync, writeSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { leftoverTempFiles, netsortCommand } from "./harness.ts";
+
+/**
+ * The log line a peer prints once every stream to it has ended (src/job.ts; it
+ * read "exchange done at N ms" before, "exchange: waited N ms after reading" now).
+ * Tests that kill or cut a peer in a phase wait for it or check its absence.
+ */
+export const exchangeDoneLine = /exchange done|exchange: waited \d+ ms/;
 
 /** How a peer process ended, with the moment it did (performance.now() of this test process). */
 export interface PeerExit {
@@ -82,11 +99,11 @@ export class Peer {
     let timer: Timer | undefined;
     const waiter: Waiter = { pattern, resolve: () => {} };
     try {
-      const atMs = await new Promise<number>((resolve, reject) => {
-        waiter.resolve = resolve;
-        this.waiters.add(waiter);
-        timer = setTimeout(() => reject(this.notSeen(pattern, `${timeoutMs} ms passed`)), timeoutMs);
-      });
+      const seen = Promise.withResolvers<number>();
+      waiter.resolve = seen.resolve;
+      this.waiters.add(waiter);
+      timer = setTimeout(() => seen.reject(this.notSeen(pattern, `${timeoutMs} ms passed`)), timeoutMs);
+      const atMs = await seen.promise;
       if (atMs < 0) throw this.notSeen(pattern, "it exited");
       return atMs;
     } finally {
@@ -168,15 +185,14 @@ export function spawnPeer(o: SpawnOptions): Peer {
 /** Wait for every peer to exit; SIGKILL them all and reject after `timeoutMs` (nothing may hang). */
 export async function allExited(peers: Peer[], timeoutMs: number): Promise<PeerExit[]> {
   let timer: Timer | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const stuck = peers.filter((p) => p.exit === null).map((p) => p.id);
-      for (const p of peers) if (p.exit === null) p.child.kill("SIGKILL");
-      reject(new Error(`peers ${stuck.join(", ")} still running after ${timeoutMs} ms (killed)`));
-    }, timeoutMs);
-  });
+  const timeout = Promise.withResolvers<never>();
+  timer = setTimeout(() => {
+    const stuck = peers.filter((p) => p.exit === null).map((p) => p.id);
+    for (const p of peers) if (p.exit === null) p.child.kill("SIGKILL");
+    timeout.reject(new Error(`peers ${stuck.join(", ")} still running after ${timeoutMs} ms (killed)`));
+  }, timeoutMs);
   try {
-    return await Promise.race([Promise.all(peers.map((p) => p.exited)), timeout]);
+    return await Promise.race([Promise.all(peers.map((p) => p.exited)), timeout.promise]);
   } finally {
     clearTimeout(timer);
   }
@@ -244,9 +260,14 @@ export function skipReason(scenario: string, why: string): void {
   console.warn(`[skipped] ${scenario}: ${why}`);
 }
 
-/** Run a short command; resolves to its exit code and output (bounded). */
+/** Run a short command; resolves to its exit code and output (bounded); 127 when it is not installed, as in a shell. */
 export async function sh(argv: string[], timeoutMs = 10_000): Promise<{ code: number; out: string }> {
-  const child = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
+  let child: Subprocess<"ignore", "pipe", "pipe">;
+  try {
+    child = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  } catch (error) {
+    return { code: 127, out: `${argv[0]}: ${error instanceof Error ? error.message : String(error)}` };
+  }
   const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
   const [out, err] = await Promise.all([
     new Response(child.stdout).text(),
@@ -255,4 +276,34 @@ export async function sh(argv: string[], timeoutMs = 10_000): Promise<{ code: nu
   const code = await child.exited;
   clearTimeout(timer);
   return { code, out: out + err };
+}
+
+/** Drops the capabilities that let root ignore file modes, for the commands run after it. */
+const withoutModeBypass = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"];
+
+/**
+ * How to run a peer for which a chmod 000 file is unreadable: as it is when not
+ * root; as root, under `setpriv` without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH
+ * (uid 0 still owns its temp dirs, so only the file modes change). Probed once
+ * with `cat`, so a test can be skipped, with the reason, before it runs.
+ */
+export async function modesApplyPrefix(): Promise<{ prefix: string[]; problem: null } | { problem: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "netsort-modes-probe-"));
+  try {
+    const file = join(dir, "unreadable");
+    writeFileSync(file, "x");
+    chmodSync(file, 0o000);
+    const prefix = process.getuid?.() === 0 ? withoutModeBypass : [];
+    const ok = await sh([...prefix, "true"]);
+    if (ok.code !== 0) return { problem: `${[...prefix, "true"].join(" ")} fails: ${ok.out.trim()}` };
+    const denied = await sh([...prefix, "cat", file]);
+    if (denied.code === 0 || !/Permission denied/.test(denied.out)) {
+      return { problem: `a chmod 000 file stays readable under ${prefix.join(" ") || "this user"}` };
+    }
+    return { prefix, problem: null };
+  } catch (error) {
+    return { problem: `cannot probe file modes: ${error instanceof Error ? error.message : String(error)}` };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -5,17 +5,20 @@
  * exit codes, the one-line message (naming the root cause), how fast the other
  * peers stop, and that no output or temp file is left behind.
  * Phases are read from the peers' own log lines: "connected to peer" (--verbose),
- * "mesh up", "read ...", "exchange: waited", "sorted ...".
+ * "mesh up", "read ...", "exchange: waited ..." (exchangeDoneLine), "sorted ...".
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config.ts";
+import { assert } from "../../src/errors.ts";
 import {
   allExited,
   errorLine,
+  exchangeDoneLine,
   killPeers,
   leftovers,
+  modesApplyPrefix,
   type Peer,
   type PeerExit,
   portIsFree,
@@ -46,6 +49,10 @@ const badPeerBoundMs = 3_000;
 const longConnectTimeoutMs = 20_000;
 /** A whole test's peers are killed after this long: nothing may hang. */
 const runBoundMs = 30_000;
+
+/** Root ignores chmod 000; decided before the tests run, so the test is skipped, not passed. */
+const modes = await modesApplyPrefix();
+if (modes.problem !== null) skipReason("3 unreadable input", modes.problem);
 
 let shared: string;
 let bigInputs: string[];
@@ -163,7 +170,7 @@ describe("1. a peer dies (SIGKILL)", () => {
       const killAtMs = performance.now();
       peers[1].child.kill("SIGKILL");
       // The exchange had not finished anywhere: the kill really was mid-exchange.
-      expect(peers.map((p) => /exchange: waited/.test(p.stdout))).toEqual([false, false, false]);
+      expect(peers.map((p) => exchangeDoneLine.test(p.stdout))).toEqual([false, false, false]);
       const exits = await allExited(peers, runBoundMs);
       const ms = [exits[0], exits[2]].map((e) => {
         expectFailed(e, /peer 1\b/);
@@ -180,7 +187,7 @@ describe("1. a peer dies (SIGKILL)", () => {
     async () => {
       const c = cluster(3);
       const peers = start(c, [0, 1, 2], bigInputs, ["--idle-timeout-ms=1500"]);
-      await peers[1].waitFor(/exchange: waited/, 20_000);
+      await peers[1].waitFor(exchangeDoneLine, 20_000);
       const killAtMs = performance.now();
       peers[1].child.kill("SIGKILL");
       expect(/sorted \d+ records/.test(peers[1].stdout)).toBe(false);
@@ -281,25 +288,23 @@ describe("3. bad input on one peer", () => {
     );
   }
 
-  test("unreadable (chmod 000): exit 2, or skipped when running as root", async () => {
-    const c = cluster(1);
-    const p = join(c.dir, "unreadable.dat");
-    writeFileSync(p, new Uint8Array(1000));
-    chmodSync(p, 0o000);
-    if (process.getuid?.() === 0) {
-      skipReason(
-        "3 unreadable input",
-        "tests run as root, and root reads a chmod 000 file: not testable here",
+  test.skipIf(modes.problem !== null)(
+    `unreadable (chmod 000): exit 2 naming the file${modes.problem === null ? "" : ` (skipped: ${modes.problem})`}`,
+    async () => {
+      assert(modes.problem === null, "skipped otherwise");
+      const c = cluster(1);
+      const p = join(c.dir, "unreadable.dat");
+      writeFileSync(p, new Uint8Array(1000));
+      chmodSync(p, 0o000);
+      const [e] = await allExited(
+        [spawnPeer({ id: 0, input: p, output: c.outputs[0], config: c.config, prefix: modes.prefix })],
+        10_000,
       );
-      return;
-    }
-    const [e] = await allExited(
-      [spawnPeer({ id: 0, input: p, output: c.outputs[0], config: c.config })],
-      10_000,
-    );
-    expect(e.exitCode).toBe(2);
-    expect(errorLine(e)).toMatch(new RegExp(`input ${p}: permission denied`));
-  }, 15_000);
+      expect(e.exitCode).toBe(2);
+      expect(errorLine(e)).toMatch(new RegExp(`input ${p}: permission denied`));
+    },
+    15_000,
+  );
 });
 
 describe("4. bad config", () => {

@@ -33,7 +33,7 @@ function generate(options: GensortOptions, start: bigint, count: number, batchRe
 }
 
 // ---------------------------------------------------------------------------
-// A slow reference written from FORMAT.md alone, in BigInt.
+// A slow reference written from docs/gensort-format.md alone, in BigInt.
 // ---------------------------------------------------------------------------
 const A = 0x2360ed051fc65da44385df649fccf645n;
 const C = 0x4a696d47726179524950202020202001n;
@@ -182,7 +182,7 @@ describe("any start record", () => {
     MASK_128 - 5n, // wraps to record 0 after 6 records, as gensort's counter does
   ];
   for (const mode of MODES) {
-    test(`${modeName(mode)}: matches the FORMAT.md reference at large start records`, () => {
+    test(`${modeName(mode)}: matches the docs/gensort-format.md reference at large start records`, () => {
       for (const start of starts) {
         expectSameBytes(generate(mode, start, 25, 7), referenceRecords(mode, start, 25), `-b${start}`);
       }
