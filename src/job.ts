@@ -9,8 +9,9 @@
  * exit 0 mean "every peer's output is in place" (docs/protocol.md, "Commit").
  * Each phase returns or records its own figures; `fail` is the one failure path.
  */
-import { NetsortError } from "./errors.ts";
+import { NetsortError, UsageError } from "./errors.ts";
 import { Mesh } from "./exchange/mesh.ts";
+import { tellMisfit } from "./exchange/misfit.ts";
 import { checkOutputPath } from "./io/paths.ts";
 import { checkInputFile, readChunks } from "./io/reader.ts";
 import { DurableWriter } from "./io/writer.ts";
@@ -311,6 +312,14 @@ function setUp(options: SortOptions): Run | Error {
 }
 
 export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
+  if (options.config.servers[options.serverId] === undefined) {
+    // Not a member: say so to the peers that are, so they stop now too.
+    const error = new UsageError(
+      `serverId ${options.serverId} is not in config ${options.config.path} (it lists ids 0..${options.config.servers.length - 1})`,
+    );
+    await tellMisfit(options);
+    throw error;
+  }
   const run = setUp(options);
   if (run instanceof Error) return abortEarly(options, run);
   const { mesh, t } = run;

@@ -195,7 +195,7 @@ export class PeerLink {
       const what =
         ack.records !== sent.records
           ? `${ack.records} records, we sent ${sent.records}`
-          : `${ack.records} records (as sent) with digest ${hex32(ack.digest)}, ours is ${hex32(sent.digest)}`;
+          : `${ack.records} records as sent, but the digest differs: theirs ${hex32(ack.digest)}, ours ${hex32(sent.digest)}`;
       this.events.onFail(new NetsortError(`peer ${this.id} acknowledged ${what}`), false);
       return;
     }
@@ -264,7 +264,7 @@ export class PeerLink {
           const what =
             done.records !== stream.records
               ? `received ${stream.records} records, peer ${this.id} sent ${done.records}`
-              : `received ${stream.records} records as sent, but their digest is ${hex32(stream.digest)} and peer ${this.id} sent ${hex32(done.digest)}`;
+              : `${stream.records} records as sent, but the digest differs: received ${hex32(stream.digest)}, peer ${this.id} sent ${hex32(done.digest)}`;
           this.events.onFail(new NetsortError(`stream from peer ${this.id} is corrupt: ${what}`), false);
           return;
         }

@@ -302,7 +302,7 @@ describe("7. a fake peer breaks the protocol", () => {
         );
       },
       message:
-        /stream from peer 1 is corrupt: received 10 records as sent, but their digest is [0-9a-f]{8} and peer 1 sent [0-9a-f]{8}$/,
+        /stream from peer 1 is corrupt: 10 records as sent, but the digest differs: received [0-9a-f]{8}, peer 1 sent [0-9a-f]{8}$/,
     },
   ];
   for (const b of breakages) {
