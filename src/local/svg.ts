@@ -212,6 +212,8 @@ export function renderTimelineSvg(timeline: Timeline): string {
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${widthPx}" height="${heightPx}" viewBox="0 0 ${widthPx} ${heightPx}" font-family="sans-serif" font-size="${fontPx}">`,
   );
+  // A <title> first: what a screen reader (and a browser tab) names the picture by.
+  out.push(`<title>${escapeXml(timeline.title)}</title>`);
   out.push(`<rect class="background" x="0" y="0" width="${widthPx}" height="${heightPx}" fill="#ffffff"/>`);
   out.push(
     `<text class="title" x="12" y="20" font-size="15" font-weight="bold">${escapeXml(timeline.title)}</text>`,
