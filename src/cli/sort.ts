@@ -17,7 +17,8 @@ import {
 } from "../limits.ts";
 import { log } from "../log.ts";
 import { MAX_PEERS } from "../record.ts";
-import { logFlags, parseIntArg } from "./args.ts";
+import type { SortOptions } from "../types.ts";
+import { logFlags, type ParsedArgs, parseIntArg } from "./args.ts";
 import { defineCommand } from "./command.ts";
 import { notYetInEffect, peerFlags } from "./peer-flags.ts";
 
@@ -25,7 +26,7 @@ import { notYetInEffect, peerFlags } from "./peer-flags.ts";
 const minSecretBytes = 8;
 const maxSecretBytes = 4096;
 
-const args = {
+export const sortArgs = {
   positionals: [
     { name: "serverId", description: "This peer's serverId in the config (0..N-1)" },
     { name: "inputFile", description: "Input file of 100-byte records" },
@@ -95,6 +96,28 @@ function loadSecret(file: string | undefined): Uint8Array | null {
   return secret;
 }
 
+/** The peer's SortOptions from its parsed arguments (reads the config and the secret). */
+export function toSortOptions(a: ParsedArgs<typeof sortArgs>): SortOptions {
+  const config = loadConfig(a.configFile);
+  const serverId = parseIntArg("sort: serverId", a.serverId, 0, MAX_PEERS - 1);
+  serverById(config, serverId);
+  return {
+    serverId,
+    inputFile: a.inputFile,
+    outputFile: a.outputFile,
+    config,
+    retryIntervalMs: a["retry-ms"],
+    connectTimeoutMs: a["connect-timeout-ms"],
+    idleTimeoutMs: a["idle-timeout-ms"],
+    helloTimeoutMs: a["hello-timeout-ms"],
+    secret: loadSecret(a["secret-file"]),
+    validate: a.validate,
+    partition: a.partition,
+    memoryBytes: a.memory ?? null,
+    tempDir: a["temp-dir"] ?? null,
+  };
+}
+
 export default defineCommand({
   name: "sort",
   summary: "Run one peer of a distributed sort (also: netsort <serverId> ...)",
@@ -103,32 +126,16 @@ export default defineCommand({
     "Every peer runs with the same config; outputs 0..N-1 concatenated are globally sorted.",
     "Logs go to stderr; with --json, stdout holds only the timings line.",
   ],
-  args,
+  args: sortArgs,
   async run(a) {
     for (const name of notYetInEffect) {
       const value = a[name as keyof typeof a];
       const given = name === "partition" ? value !== peerFlags.partition.default : value !== undefined;
       if (given) log.warn(`sort: --${name} is not in effect yet; this run ignores it`);
     }
-    const config = loadConfig(a.configFile);
-    const serverId = parseIntArg("sort: serverId", a.serverId, 0, MAX_PEERS - 1);
-    serverById(config, serverId);
-    const timings = await runPeer({
-      serverId,
-      inputFile: a.inputFile,
-      outputFile: a.outputFile,
-      config,
-      retryIntervalMs: a["retry-ms"],
-      connectTimeoutMs: a["connect-timeout-ms"],
-      idleTimeoutMs: a["idle-timeout-ms"],
-      helloTimeoutMs: a["hello-timeout-ms"],
-      secret: loadSecret(a["secret-file"]),
-      validate: a.validate,
-      partition: a.partition,
-      memoryBytes: a.memory ?? null,
-      tempDir: a["temp-dir"] ?? null,
-    });
-    if (a.json) console.log(JSON.stringify({ serverId, ...timings }));
+    const options = toSortOptions(a);
+    const timings = await runPeer(options);
+    if (a.json) console.log(JSON.stringify({ serverId: options.serverId, ...timings }));
     return 0;
   },
 });
