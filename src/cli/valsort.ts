@@ -4,7 +4,7 @@
  * 1 unordered or an error), same 280-byte -o summaries, -s over concatenated
  * summaries.
  *
- * Arguments are parsed here the way valsort.c does, not by citty/checkArgs:
+ * Arguments are parsed here the way valsort.c does, not by the argument tables:
  * options come before the one operand. Where valsort is lax we are strict and
  * exit 2 with a usage message (valsort prints its usage text and exits 1):
  * valsort reads only the letter after '-' (`-qx` means -q), and opens the -o file

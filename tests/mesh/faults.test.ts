@@ -5,7 +5,7 @@
  * exit codes, the one-line message (naming the root cause), how fast the other
  * peers stop, and that no output or temp file is left behind.
  * Phases are read from the peers' own log lines: "connected to peer" (--verbose),
- * "mesh up", "read ...", "exchange done", "sorted ...".
+ * "mesh up", "read ...", "exchange: waited ...", "sorted ...".
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
@@ -163,7 +163,7 @@ describe("1. a peer dies (SIGKILL)", () => {
       const killAtMs = performance.now();
       peers[1].child.kill("SIGKILL");
       // The exchange had not finished anywhere: the kill really was mid-exchange.
-      expect(peers.map((p) => /exchange done/.test(p.stderr))).toEqual([false, false, false]);
+      expect(peers.map((p) => /^exchange: waited/m.test(p.stderr))).toEqual([false, false, false]);
       const exits = await allExited(peers, runBoundMs);
       const ms = [exits[0], exits[2]].map((e) => {
         expectFailed(e, /peer 1\b/);
@@ -180,7 +180,7 @@ describe("1. a peer dies (SIGKILL)", () => {
     async () => {
       const c = cluster(3);
       const peers = start(c, [0, 1, 2], bigInputs, ["--idle-timeout-ms=1500"]);
-      await peers[1].waitFor(/exchange done/, 20_000);
+      await peers[1].waitFor(/^exchange: waited/m, 20_000);
       const killAtMs = performance.now();
       peers[1].child.kill("SIGKILL");
       expect(/sorted \d+ records/.test(peers[1].stderr)).toBe(false);
