@@ -39,7 +39,7 @@ const args = {
     size: {
       type: "string",
       valueHint: "size",
-      description: "Input size PER PEER, binary units (the total is peers x size)",
+      description: "Input size PER PEER, binary units; the total is peers x size",
       default: "256mb",
       parse: { kind: "size", min: 1, max: maxBenchBytesPerPeer },
     },
@@ -53,7 +53,7 @@ const args = {
     runs: {
       type: "string",
       valueHint: "n",
-      description: "Sort runs; medians are over these (0 with --startup measures startup only)",
+      description: "Sort runs; medians are over these; 0 with --startup measures startup only",
       default: "5",
       parse: { kind: "int", min: 0, max: maxBenchRuns },
     },

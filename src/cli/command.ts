@@ -49,6 +49,7 @@ interface RawCommandDef {
   name: string;
   summary: string;
   notes?: readonly string[];
+  alsoUsage?: readonly string[];
   /** For help only: the command parses its own arguments. */
   args: ArgTable;
   run(rawArgs: readonly string[]): Promise<number> | number;
@@ -60,7 +61,7 @@ export function defineRawCommand(def: RawCommandDef): Command {
     name: def.name,
     summary: def.summary,
     notes: def.notes ?? [],
-    alsoUsage: [],
+    alsoUsage: def.alsoUsage ?? [],
     args: def.args,
     async invoke(rawArgs) {
       return def.run(rawArgs);

@@ -36,7 +36,7 @@ const args = {
     size: {
       type: "string",
       valueHint: "size",
-      description: "Input size per peer, binary units (64mb = 64 MiB)",
+      description: "Input size per peer, binary units: 64mb = 64 MiB",
       default: "64mb",
       parse: { kind: "size", min: 1, max: maxDemoBytesPerPeer },
     },

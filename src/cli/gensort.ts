@@ -135,7 +135,8 @@ function runGensort(options: GensortArgs): number {
 export default defineRawCommand({
   name: "gensort",
   summary: "Sort Benchmark gensort 1.5, byte-identical output",
-  notes: [`Options come before the operands, as gensort.c reads them: ${USAGE}`],
+  alsoUsage: [`netsort ${USAGE.slice("usage: ".length)}`],
+  notes: ["Options come before the operands, as gensort.c reads them."],
   args,
   run(rawArgs) {
     return runGensort(parseGensortArgs([...rawArgs]));

@@ -145,7 +145,8 @@ function runValsort(options: ValsortArgs): number {
 export default defineRawCommand({
   name: "valsort",
   summary: "Sort Benchmark valsort 1.5, same messages and exit codes",
-  notes: [`Options come before the operand, as valsort.c reads them: ${USAGE}`],
+  alsoUsage: [`netsort ${USAGE.slice("usage: ".length)}`],
+  notes: ["Options come before the operand, as valsort.c reads them."],
   args,
   run(rawArgs) {
     return runValsort(parseValsortArgs([...rawArgs]));
