@@ -10,6 +10,7 @@
  */
 import { mkdirSync, rmSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
+import { type BuildInfo, gitCommit } from "./src/cli/version.ts";
 
 const root = import.meta.dir;
 const entry = join(root, "src/cli/main.ts");
@@ -42,6 +43,21 @@ function formatMiB(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
+/**
+ * What `netsort --version` reports about this build: the commit (null when this
+ * is not a git checkout or git is missing), the date, and the target.
+ */
+function buildInfo(target: Bun.Build.CompileTarget | undefined, startedAt: Date): BuildInfo {
+  return {
+    commit: gitCommit(root),
+    date: startedAt.toISOString().replace(/\.\d+Z$/, "Z"),
+    target: target ?? `bun-${process.platform}-${process.arch}`,
+  };
+}
+
+/** One instant for every executable of a run, so --all builds agree on their date. */
+const buildStartedAt = new Date();
+
 /** Build one executable; returns false (after printing why) when Bun reports a failure. */
 async function compile(outfile: string, target?: Bun.Build.CompileTarget): Promise<boolean> {
   const startedMs = performance.now();
@@ -59,6 +75,8 @@ async function compile(outfile: string, target?: Bun.Build.CompileTarget): Promi
       // src/ files and lines, not positions in minified code. Bun also writes it
       // beside the executable; that copy is not needed and is removed below.
       sourcemap: "linked",
+      // src/cli/version.ts reads this identifier; from source it is undefined.
+      define: { NETSORT_BUILD: JSON.stringify(buildInfo(target, buildStartedAt)) },
       throw: false,
       compile: {
         outfile,

@@ -123,7 +123,7 @@ export function serverById(config: ClusterConfig, serverId: number): ServerEntry
   const entry = config.servers[serverId];
   if (entry === undefined) {
     throw new UsageError(
-      `serverId ${serverId} is not in config ${config.path} (it lists ids 0..${config.servers.length - 1})`,
+      `config ${config.path}: serverId ${serverId} is not listed (it lists ids 0..${config.servers.length - 1})`,
     );
   }
   return entry;

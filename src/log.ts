@@ -1,12 +1,42 @@
 /**
- * The one consola instance. Levels: --quiet shows warnings and errors only,
- * --verbose adds debug lines and stack traces.
+ * The one logger. Every log line goes to stderr, for every command, so stdout
+ * carries only data and JSON (`netsort sort ... --json | jq` works without -q).
+ * A line is the message alone; warnings and errors carry a "warning: " or
+ * "error: " tag, debug lines "debug: ". An error is one line; --verbose adds its
+ * stack trace. Levels: --quiet shows warnings and errors only, --verbose adds
+ * debug lines.
  */
-import { createConsola } from "consola";
-
-export const log = createConsola({ level: 3, formatOptions: { date: false, compact: true } });
+import { type ConsolaReporter, createConsola, type LogObject } from "consola";
 
 let verbose = false;
+
+const tags: Record<string, string> = {
+  fatal: "error: ",
+  error: "error: ",
+  warn: "warning: ",
+  debug: "debug: ",
+  trace: "trace: ",
+  verbose: "debug: ",
+};
+
+function text(arg: unknown): string {
+  if (arg instanceof Error) return verbose && arg.stack !== undefined ? arg.stack : arg.message;
+  return typeof arg === "string" ? arg : Bun.inspect(arg);
+}
+
+/** Exported for tests: the line a log call writes, without the newline. */
+export function formatLogLine(logObj: Pick<LogObject, "type" | "args">): string {
+  return `${tags[logObj.type] ?? ""}${logObj.args.map(text).join(" ")}`;
+}
+
+const stderrReporter: ConsolaReporter = {
+  log(logObj) {
+    // console.error writes synchronously in Bun: the line is out before process.exit.
+    console.error(formatLogLine(logObj));
+  },
+};
+
+export const log = createConsola({ level: 3, reporters: [stderrReporter] });
 
 export function setLogLevel(level: "quiet" | "normal" | "verbose"): void {
   verbose = level === "verbose";

@@ -8,7 +8,6 @@
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { defineCommand } from "citty";
 import { NetsortError, UsageError } from "../errors.ts";
 import {
   type BenchReport,
@@ -21,70 +20,84 @@ import {
   writeTimelineSvg,
 } from "../local/bench.ts";
 import { formatBytes, log } from "../log.ts";
-import { GEN_KINDS, type GenKind } from "../tools/gen.ts";
-import { checkArgs, commonArgs, parseIntArg, parseSize } from "./args.ts";
+import { GEN_KINDS } from "../tools/gen.ts";
+import { logFlags } from "./args.ts";
+import { defineCommand } from "./command.ts";
+import { peerArgv, peerFlags } from "./peer-flags.ts";
 
 /** More input per peer than this is not a benchmark a laptop-sized machine can host. */
 const maxBenchBytesPerPeer = 64 * 1024 ** 3;
 
 const args = {
-  peers: {
-    type: "string",
-    description: `Number of local peers, 1-${maxBenchPeers} (default 4)`,
-    valueHint: "n",
+  positionals: [],
+  flags: {
+    peers: {
+      type: "string",
+      valueHint: "n",
+      description: "Number of local peers",
+      default: "4",
+      parse: { kind: "int", min: 1, max: maxBenchPeers },
+    },
+    size: {
+      type: "string",
+      valueHint: "size",
+      description: "Input size PER PEER, binary units; the total is peers x size",
+      default: "256mb",
+      parse: { kind: "size", min: 1, max: maxBenchBytesPerPeer },
+    },
+    kind: {
+      type: "string",
+      valueHint: "kind",
+      description: "Key distribution",
+      choices: GEN_KINDS,
+      default: "uniform",
+    },
+    runs: {
+      type: "string",
+      valueHint: "n",
+      description: "Sort runs; medians are over these; 0 with --startup measures startup only",
+      default: "5",
+      parse: { kind: "int", min: 0, max: maxBenchRuns },
+    },
+    json: { type: "boolean", description: "Print one JSON document on stdout" },
+    validate: {
+      type: "boolean",
+      description: "Run the peers with --validate and report its cost per peer (validate column)",
+    },
+    dir: {
+      type: "string",
+      valueHint: "dir",
+      description: "Working directory for inputs and outputs (default: a new temp dir, removed after)",
+    },
+    c: {
+      type: "boolean",
+      description: "Also run the C baseline (bench/c/sort-c, built with cc if missing) on the same inputs",
+    },
+    binary: {
+      type: "string",
+      valueHint: "path",
+      description:
+        'Peer executable (default: dist/netsort when it exists, else this netsort; "self" forces this netsort)',
+    },
+    startup: {
+      type: "boolean",
+      description: "Also time `--version` x20 and a 1-record mesh of 4 peers x5",
+    },
+    svg: {
+      type: "string",
+      valueHint: "file",
+      description:
+        "Draw the median run's phases per peer (and the C baseline with --c) as SVG into this file",
+    },
+    ...peerFlags,
+    ...logFlags,
   },
-  size: {
-    type: "string",
-    description: 'Input size PER PEER (default "256mb"; the total is peers x size)',
-    valueHint: "size",
-  },
-  kind: {
-    type: "string",
-    description: `Key distribution: ${GEN_KINDS.join(", ")} (default uniform)`,
-    valueHint: "kind",
-  },
-  runs: {
-    type: "string",
-    description: `Sort runs, 0-${maxBenchRuns}; medians are over these (default 5; 0 with --startup measures startup only)`,
-    valueHint: "n",
-  },
-  json: { type: "boolean", description: "Print one JSON document on stdout (progress goes to stderr)" },
-  validate: {
-    type: "boolean",
-    description: "Run the peers with --validate and report its cost per peer (validate column)",
-  },
-  dir: {
-    type: "string",
-    description: "Working directory for inputs and outputs (default: a new temp dir, removed after)",
-    valueHint: "dir",
-  },
-  c: {
-    type: "boolean",
-    description: "Also run the C baseline (bench/c/sort-c, built with cc if missing) on the same inputs",
-  },
-  binary: {
-    type: "string",
-    description:
-      'Peer executable (default: dist/netsort when it exists, else this netsort; "self" forces this netsort)',
-    valueHint: "path",
-  },
-  startup: {
-    type: "boolean",
-    description: "Also time `--version` x20 and a 1-record mesh of 4 peers x5",
-  },
-  svg: {
-    type: "string",
-    description: "Draw the median run's phases per peer as SVG into this file",
-    valueHint: "file",
-  },
-  ...commonArgs,
 } as const;
 
 const ms = (value: number) => String(Math.round(value));
 
 function printReport(r: BenchReport): void {
   const m = r.machine;
-  console.log("");
   console.log(
     `machine   ${m.cpuModel}, ${m.cpus} cpus, ${formatBytes(m.memoryBytes)}, ${m.platform}-${m.arch}, Bun ${m.bunVersion}, load ${m.loadAverage.toFixed(2)} at start, ${m.date}`,
   );
@@ -160,22 +173,17 @@ function printReport(r: BenchReport): void {
 }
 
 export default defineCommand({
-  meta: {
-    name: "bench",
-    description: "Measure the sort with local peers: per-phase timings, MB/s, peak memory",
-  },
+  name: "bench",
+  summary: "Measure the sort with local peers: per-phase timings, MB/s, peak memory",
+  notes: [
+    "Progress goes to stderr, the report (or --json) to stdout. --partition, --memory,",
+    "--temp-dir and --secret-file are passed on to every peer.",
+  ],
   args,
-  async run({ args: a, rawArgs }) {
-    checkArgs("bench", rawArgs, args);
-    const peers = a.peers === undefined ? 4 : parseIntArg("--peers", a.peers, 1, maxBenchPeers);
-    const bytesPerPeer = parseSize("--size", a.size ?? "256mb");
-    if (bytesPerPeer < 1 || bytesPerPeer > maxBenchBytesPerPeer) {
-      throw new UsageError(`--size must be between 1 byte and ${formatBytes(maxBenchBytesPerPeer)} per peer`);
-    }
-    const runs = a.runs === undefined ? 5 : parseIntArg("--runs", a.runs, 0, maxBenchRuns);
-    if (runs === 0 && !a.startup) throw new UsageError("--runs 0 measures nothing without --startup");
-    const kind = (a.kind ?? "uniform") as GenKind;
-    if (!GEN_KINDS.includes(kind)) throw new UsageError(`--kind must be one of ${GEN_KINDS.join(", ")}`);
+  async run(a) {
+    const { peers, runs, kind } = a;
+    const bytesPerPeer = a.size;
+    if (runs === 0 && !a.startup) throw new UsageError("bench: --runs: 0 measures nothing without --startup");
     const netsort = resolveNetsortCommand(a.binary);
     let cBaseline: string | null = null;
     if (a.c && runs > 0) {
@@ -186,11 +194,7 @@ export default defineCommand({
         );
       }
     }
-    const progress = a.json
-      ? (line: string) => {
-          if (!a.quiet) process.stderr.write(`${line}\n`);
-        }
-      : (line: string) => log.info(line);
+    const progress = (line: string) => log.info(line);
     if (netsort.warning !== null) log.warn(netsort.warning);
 
     const ownDir = a.dir === undefined;
@@ -208,8 +212,9 @@ export default defineCommand({
         dir,
         netsort,
         cBaseline,
-        startup: a.startup === true,
-        validate: a.validate === true,
+        startup: a.startup,
+        validate: a.validate,
+        peerArgs: peerArgv(a),
         progress,
       });
       if (a.svg !== undefined) writeTimelineSvg(a.svg, benchTimeline(report));

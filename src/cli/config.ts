@@ -1,26 +1,31 @@
 /**
- * `netsort config <configFile> [--lines]`: validate a cluster config and list its
- * peers. The table is for people; `--lines` is for scripts (scripts/launch.sh
- * reads it), so it prints exactly `<serverId> <host> <port>` per peer and nothing else.
+ * `netsort config <configFile> [--lines | --json]`: validate a cluster config and
+ * list its peers. The table is for people; `--lines` is for scripts
+ * (scripts/launch.sh reads it), so it prints exactly `<serverId> <host> <port>`
+ * per peer and nothing else; `--json` is the same facts as one JSON document.
  */
-import { defineCommand } from "citty";
 import { loadConfig } from "../config.ts";
 import { UsageError } from "../errors.ts";
 import { rangeEnd, rangeStart } from "../record.ts";
 import type { ClusterConfig } from "../types.ts";
-import { checkArgs, commonArgs } from "./args.ts";
+import { logFlags } from "./args.ts";
+import { defineCommand } from "./command.ts";
 
 /** Ownership prefixes are 48 bits: 12 hex digits. */
 const prefixHexDigits = 12;
 
 const args = {
-  configFile: {
-    type: "positional",
-    required: true,
-    description: "Cluster config (YAML: servers: [{serverId, host, port}])",
+  positionals: [
+    { name: "configFile", description: "Cluster config (YAML: servers: [{serverId, host, port}])" },
+  ],
+  flags: {
+    lines: {
+      type: "boolean",
+      description: "Print one `<serverId> <host> <port>` line per peer, nothing else",
+    },
+    json: { type: "boolean", description: "Print the peers, key ranges and fingerprint as JSON on stdout" },
+    ...logFlags,
   },
-  lines: { type: "boolean", description: "Print one `<serverId> <host> <port>` line per peer, nothing else" },
-  ...commonArgs,
 } as const;
 
 function hexPrefix(prefix: number): string {
@@ -39,14 +44,31 @@ function machineLines(config: ClusterConfig): string[] {
   });
 }
 
-/** The human table: id, endpoint, and the inclusive range of 48-bit key prefixes each peer owns. */
+/** Each peer with the inclusive range of 48-bit key prefixes it owns, in hex. */
+function peerRanges(config: ClusterConfig) {
+  const peers = config.servers.length;
+  return config.servers.map((s) => ({
+    serverId: s.serverId,
+    host: s.host,
+    port: s.port,
+    firstPrefix: hexPrefix(rangeStart(s.serverId, peers)),
+    lastPrefix: hexPrefix(rangeEnd(s.serverId, peers) - 1),
+  }));
+}
+
+/** The JSON document of --json. */
+function summary(config: ClusterConfig) {
+  return { path: config.path, peers: peerRanges(config), fingerprint: config.fingerprint };
+}
+
+/** The human table: id, endpoint, and the key prefix range each peer owns. */
 function table(config: ClusterConfig): string[] {
   const peers = config.servers.length;
-  const rows = config.servers.map((s) => {
-    const first = hexPrefix(rangeStart(s.serverId, peers));
-    const last = hexPrefix(rangeEnd(s.serverId, peers) - 1);
-    return [String(s.serverId), `${s.host}:${s.port}`, `${first}..${last}`];
-  });
+  const rows = peerRanges(config).map((p) => [
+    String(p.serverId),
+    `${p.host}:${p.port}`,
+    `${p.firstPrefix}..${p.lastPrefix}`,
+  ]);
   const header = ["id", "host:port", "key prefix range (48 bits, hex)"];
   const widths = header.map((h, column) => Math.max(h.length, ...rows.map((row) => row[column].length)));
   const format = (row: string[]) =>
@@ -63,13 +85,14 @@ function table(config: ClusterConfig): string[] {
 }
 
 export default defineCommand({
-  meta: { name: "config", description: "Validate a cluster config and list its peers" },
+  name: "config",
+  summary: "Validate a cluster config and list its peers",
   args,
-  run({ args: parsed, rawArgs }) {
-    checkArgs("config", rawArgs, args);
-    const config = loadConfig(parsed.configFile);
-    const out = parsed.lines ? machineLines(config) : table(config);
-    console.log(out.join("\n"));
+  run(a) {
+    if (a.lines && a.json) throw new UsageError("config: --lines and --json exclude each other");
+    const config = loadConfig(a.configFile);
+    if (a.json) console.log(JSON.stringify(summary(config), null, 2));
+    else console.log((a.lines ? machineLines(config) : table(config)).join("\n"));
     return 0;
   },
 });

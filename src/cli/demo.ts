@@ -7,56 +7,130 @@
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { defineCommand } from "citty";
 import { NetsortError } from "../errors.ts";
 import { clusterTimeline, writeTimelineSvg } from "../local/bench.ts";
-import { runLocalCluster, writeLocalConfig } from "../local/cluster.ts";
+import { type ClusterRun, runLocalCluster, writeLocalConfig } from "../local/cluster.ts";
 import { formatBytes, formatRate, log } from "../log.ts";
-import { checkFiles } from "../tools/check.ts";
-import { GEN_KINDS, type GenKind, generate } from "../tools/gen.ts";
-import { checkArgs, commonArgs, parseIntArg, parseSize } from "./args.ts";
+import { type CheckResult, checkFiles } from "../tools/check.ts";
+import { GEN_KINDS, generate } from "../tools/gen.ts";
+import { logFlags } from "./args.ts";
+import { defineCommand } from "./command.ts";
+import { peerArgv, peerFlags } from "./peer-flags.ts";
 
 /** More local peers than this would only measure the scheduler of a small machine. */
 const maxDemoPeers = 64;
+/** Per-peer input above this does not fit a demo on a laptop-sized machine. */
+const maxDemoBytesPerPeer = 64 * 1024 ** 3;
+/** Longest start delay between two peers, ms. */
+const maxStaggerMs = 10_000;
 
 const args = {
-  peers: { type: "string", description: "Number of local peers (default 4)", valueHint: "n" },
-  size: { type: "string", description: 'Input size per peer (default "64mb")', valueHint: "size" },
-  kind: {
-    type: "string",
-    description: `Key distribution: ${GEN_KINDS.join(", ")} (default uniform)`,
-    valueHint: "kind",
+  positionals: [],
+  flags: {
+    peers: {
+      type: "string",
+      valueHint: "n",
+      description: "Number of local peers",
+      default: "4",
+      parse: { kind: "int", min: 1, max: maxDemoPeers },
+    },
+    size: {
+      type: "string",
+      valueHint: "size",
+      description: "Input size per peer, binary units: 64mb = 64 MiB",
+      default: "64mb",
+      parse: { kind: "size", min: 1, max: maxDemoBytesPerPeer },
+    },
+    kind: {
+      type: "string",
+      valueHint: "kind",
+      description: "Key distribution",
+      choices: GEN_KINDS,
+      default: "uniform",
+    },
+    dir: {
+      type: "string",
+      valueHint: "dir",
+      description: "Working directory for inputs and outputs (default: a new temp dir, removed after)",
+    },
+    keep: { type: "boolean", description: "Keep the generated inputs and outputs" },
+    validate: {
+      type: "boolean",
+      description: "Also run the peers with --validate (global valsort verdict in the sort)",
+    },
+    svg: {
+      type: "string",
+      valueHint: "file",
+      description: "Draw each peer's phases on one time axis as SVG into this file",
+    },
+    "stagger-ms": {
+      type: "string",
+      valueHint: "ms",
+      description: "Start peer i after i times this many ms",
+      default: "100",
+      parse: { kind: "int", min: 0, max: maxStaggerMs },
+    },
+    ...peerFlags,
+    json: { type: "boolean", description: "Print the summary as one JSON document on stdout" },
+    ...logFlags,
   },
-  dir: {
-    type: "string",
-    description: "Working directory for inputs and outputs (default: a new temp dir)",
-    valueHint: "dir",
-  },
-  keep: { type: "boolean", description: "Keep the generated inputs and outputs" },
-  validate: {
-    type: "boolean",
-    description: "Also run the peers with --validate (global valsort verdict in the sort)",
-  },
-  svg: { type: "string", description: "Draw each peer's phases as SVG into this file", valueHint: "file" },
-  "stagger-ms": {
-    type: "string",
-    description: "Start peer i after i * this many ms (default 100)",
-    valueHint: "ms",
-  },
-  ...commonArgs,
 } as const;
 
+interface DemoFacts {
+  peers: number;
+  staggerMs: number;
+  kind: string;
+  totalBytes: number;
+  run: ClusterRun;
+  check: CheckResult;
+  checkMs: number;
+}
+
+function printSummary(f: DemoFacts): void {
+  const { run, check } = f;
+  console.log(`peers          ${f.peers} local processes on 127.0.0.1 (started ${f.staggerMs} ms apart)`);
+  console.log(`data           ${check.records} records, ${formatBytes(f.totalBytes)} (${f.kind})`);
+  console.log(
+    `sort           ${Math.round(run.wallMs)} ms from first start to last exit, ${formatRate(f.totalBytes, run.wallMs)}`,
+  );
+  for (const p of run.peers) {
+    const t = p.timings;
+    if (t === null) continue;
+    console.log(
+      `  peer ${String(p.id).padEnd(3)}    ${String(t.outputRecords).padStart(10)} records out, read ${Math.round(t.readMs)} ms, exchange ${Math.round(t.exchangeMs)} ms, sort ${Math.round(t.sortMs)} ms, write ${Math.round(t.writeMs)} ms, peak RSS ${formatBytes(t.peakRssBytes)}`,
+    );
+  }
+  console.log(
+    `check          ${check.valid ? "VALID" : "INVALID"}: sorted=${check.sorted}, same records as inputs=${check.inputsMatch}, duplicate keys ${check.duplicates}, checksum ${check.checksums.outputs} (${Math.round(f.checkMs)} ms)`,
+  );
+}
+
+/** The --json document: the same facts as the text summary, with every peer's timings. */
+function summaryJson(f: DemoFacts) {
+  return {
+    peers: f.peers,
+    staggerMs: f.staggerMs,
+    kind: f.kind,
+    totalBytes: f.totalBytes,
+    wallMs: f.run.wallMs,
+    mbPerSec: f.run.wallMs > 0 ? f.totalBytes / 1e6 / (f.run.wallMs / 1000) : null,
+    peerTimings: f.run.peers.map((p) => ({ id: p.id, exitCode: p.exitCode, timings: p.timings })),
+    check: { ...f.check, ms: f.checkMs },
+  };
+}
+
 export default defineCommand({
-  meta: { name: "demo", description: "Sort generated data with several local peers and verify the result" },
+  name: "demo",
+  summary: "Sort generated data with several local peers and verify the result",
+  notes: [
+    "Peers are separate processes on 127.0.0.1 running `netsort sort`; their log lines",
+    "go to stderr as [peer N], the summary to stdout. --partition, --memory, --temp-dir",
+    "and --secret-file are passed on to every peer.",
+  ],
   args,
-  async run({ args: a, rawArgs }) {
-    checkArgs("demo", rawArgs, args);
-    const peers = a.peers === undefined ? 4 : parseIntArg("--peers", a.peers, 1, maxDemoPeers);
-    const size = parseSize("--size", a.size ?? "64mb");
-    const staggerMs =
-      a["stagger-ms"] === undefined ? 100 : parseIntArg("--stagger-ms", a["stagger-ms"], 0, 10_000);
-    const kind = (a.kind ?? "uniform") as GenKind;
-    if (!GEN_KINDS.includes(kind)) throw new NetsortError(`--kind must be one of ${GEN_KINDS.join(", ")}`, 2);
+  async run(a) {
+    const { peers, size, kind } = a;
+    const staggerMs = a["stagger-ms"];
     const ownDir = a.dir === undefined;
     const dir = a.dir ?? mkdtempSync(join(tmpdir(), "netsort-demo-"));
     mkdirSync(dir, { recursive: true });
@@ -71,7 +145,7 @@ export default defineCommand({
       log.info(`generated ${formatBytes(totalBytes)} in ${Math.round(genMs)} ms`);
 
       const config = writeLocalConfig(dir, peers);
-      const extraArgs = a.validate ? ["--validate"] : [];
+      const extraArgs = [...(a.validate ? ["--validate"] : []), ...peerArgv(a)];
       const run = await runLocalCluster({ config, inputs, outputs, staggerMs, extraArgs, echo: !a.quiet });
       const failed = run.peers.filter((p) => p.exitCode !== 0);
       if (failed.length > 0) {
@@ -85,24 +159,12 @@ export default defineCommand({
       const c0 = performance.now();
       const check = await checkFiles(outputs, inputs);
       const checkMs = performance.now() - c0;
-      console.log("");
-      console.log(`peers          ${peers} local processes on 127.0.0.1 (started ${staggerMs} ms apart)`);
-      console.log(`data           ${check.records} records, ${formatBytes(totalBytes)} (${kind})`);
-      console.log(
-        `sort           ${Math.round(run.wallMs)} ms from first start to last exit, ${formatRate(totalBytes, run.wallMs)}`,
-      );
-      for (const p of run.peers) {
-        const t = p.timings;
-        if (t === null) continue;
-        console.log(
-          `  peer ${String(p.id).padEnd(3)}    ${String(t.outputRecords).padStart(10)} records out, read ${Math.round(t.readMs)} ms, exchange ${Math.round(t.exchangeMs)} ms, sort ${Math.round(t.sortMs)} ms, write ${Math.round(t.writeMs)} ms, peak RSS ${formatBytes(t.peakRssBytes)}`,
-        );
-      }
-      console.log(
-        `check          ${check.valid ? "VALID" : "INVALID"}: sorted=${check.sorted}, same records as inputs=${check.inputsMatch}, duplicate keys ${check.duplicates}, checksum ${check.checksums.outputs} (${Math.round(checkMs)} ms)`,
-      );
+      const facts = { peers, staggerMs, kind, totalBytes, run, check, checkMs };
+      if (a.json)
+        console.log(JSON.stringify({ ...summaryJson(facts), dir: ownDir && !a.keep ? null : dir }, null, 2));
+      else printSummary(facts);
       if (!check.valid) return 1;
-      if (!ownDir || a.keep) console.log(`files          ${dir}`);
+      if ((!ownDir || a.keep) && !a.json) console.log(`files          ${dir}`);
       return 0;
     } finally {
       if (ownDir && !a.keep) rmSync(dir, { recursive: true, force: true });

@@ -2,7 +2,7 @@
  * `netsort gensort [-a] [-s] [-bN] [-c] NUM_RECORDS OUTPUT_FILE`: a drop-in for
  * Sort Benchmark gensort 1.5, byte-identical output, -c checksum on stderr.
  *
- * Arguments are parsed here the way gensort.c does, not by citty/checkArgs:
+ * Arguments are parsed here the way gensort.c does, not by the argument tables:
  * options come before the operands and the start record is glued (`-b500`).
  * Where gensort is lax we are strict and exit 2 with a usage message:
  *   gensort reads only the letter after '-' (so `-ax` means -a), takes `-b` with
@@ -11,7 +11,6 @@
  *   gensort also ignores write errors; we report them (exit 1).
  */
 import { closeSync, openSync, writeSync } from "node:fs";
-import { defineCommand } from "citty";
 import { UsageError } from "../errors.ts";
 import { writeChunkBytes } from "../limits.ts";
 import { RECORD_BYTES } from "../record.ts";
@@ -19,6 +18,7 @@ import { RecordChecksum } from "../tools/checksum.ts";
 import { GensortGenerator } from "../tools/gensort.ts";
 import { MASK_128 } from "../tools/rand128.ts";
 import { perrorText } from "../tools/valsort.ts";
+import { defineRawCommand } from "./command.ts";
 
 const USAGE = "usage: gensort [-a] [-c] [-bSTARTING_REC_NUM] [-s] NUM_RECS FILE_NAME";
 /** gensort skips writing for exactly this output name (still computing -c). */
@@ -31,17 +31,21 @@ const batchRecords = Math.floor(writeChunkBytes / RECORD_BYTES);
  * names (--ascii, --checksum, --start N, --skew) so the help text is true.
  */
 const args = {
-  NUM_RECS: { type: "positional", description: "Number of records to generate", required: false },
-  FILE_NAME: { type: "positional", description: `Output file (${DEV_NULL}: write nothing)`, required: false },
-  ascii: { type: "boolean", alias: "a", description: "ASCII records (PennySort/JouleSort)" },
-  checksum: { type: "boolean", alias: "c", description: "Print the sum of the records' CRC-32s on stderr" },
-  start: {
-    type: "string",
-    alias: "b",
-    valueHint: "N",
-    description: "First record number, 0 .. 2^128-1 (default 0); short form glued: -b2000",
+  positionals: [
+    { name: "NUM_RECS", description: "Number of records to generate" },
+    { name: "FILE_NAME", description: `Output file (${DEV_NULL}: write nothing)` },
+  ],
+  flags: {
+    ascii: { type: "boolean", short: "a", description: "ASCII records (PennySort/JouleSort)" },
+    checksum: { type: "boolean", short: "c", description: "Print the sum of the records' CRC-32s on stderr" },
+    start: {
+      type: "string",
+      short: "b",
+      valueHint: "N",
+      description: "First record number, 0 .. 2^128-1 (default 0); short form glued: -b2000",
+    },
+    skew: { type: "boolean", short: "s", description: "Skewed keys (with -a: skewed ASCII keys)" },
   },
-  skew: { type: "boolean", alias: "s", description: "Skewed keys (with -a: skewed ASCII keys)" },
 } as const;
 
 export interface GensortArgs {
@@ -128,14 +132,13 @@ function runGensort(options: GensortArgs): number {
   return 0;
 }
 
-export default defineCommand({
-  meta: {
-    name: "gensort",
-    description:
-      "Sort Benchmark gensort 1.5: the same records, byte for byte. gensort [-a] [-c] [-bN] [-s] NUM_RECS FILE_NAME",
-  },
+export default defineRawCommand({
+  name: "gensort",
+  summary: "Sort Benchmark gensort 1.5, byte-identical output",
+  alsoUsage: [`netsort ${USAGE.slice("usage: ".length)}`],
+  notes: ["Options come before the operands, as gensort.c reads them."],
   args,
-  run({ rawArgs }) {
-    return runGensort(parseGensortArgs(rawArgs));
+  run(rawArgs) {
+    return runGensort(parseGensortArgs([...rawArgs]));
   },
 });

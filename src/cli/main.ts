@@ -1,114 +1,122 @@
 #!/usr/bin/env bun
 /**
- * Entry point: wires the commands together with citty and turns every failure
- * into one line and an exit code (0 ok, 1 run-time failure, 2 bad usage/input).
+ * Entry point: finds the command, prints help or the version, and turns every
+ * failure into one line on stderr ("error: <what>: <why>") and an exit code
+ * (0 ok, 1 run-time failure, 2 bad usage/input).
  *
- * The course's form `netsort <serverId> <in> <out> <config>` has no command name;
- * citty would call "0" an unknown command, so a numeric first argument is routed
- * to `sort` here.
+ * The course's form `netsort <serverId> <in> <out> <config>` has no command
+ * name: a numeric first argument is routed to `sort`.
  */
-import type { CommandDef } from "citty";
-import pkg from "../../package.json" with { type: "json" };
-import { EXIT_RUNTIME, EXIT_USAGE, errorMessage, NetsortError } from "../errors.ts";
+import { EXIT_RUNTIME, EXIT_USAGE, NetsortError } from "../errors.ts";
+import type { Command } from "./command.ts";
+import { mainHelp } from "./help.ts";
+import { packageVersion, versionLine } from "./version.ts";
 
-// citty and consola are loaded only when a command runs: `--version` and `--help`
-// stay fast (startup is mostly module loading).
-
-// biome-ignore lint/suspicious/noExplicitAny: commands have differing arg shapes
-type AnyCommand = CommandDef<any>;
-
-const commands: Record<string, () => Promise<AnyCommand>> = {
-  sort: () => import("./sort.ts").then((m) => m.default),
-  gen: () => import("./gen.ts").then((m) => m.default),
-  show: () => import("./show.ts").then((m) => m.default),
-  check: () => import("./check.ts").then((m) => m.default),
-  demo: () => import("./demo.ts").then((m) => m.default),
-  bench: () => import("./bench.ts").then((m) => m.default),
-  gensort: () => import("./gensort.ts").then((m) => m.default),
-  valsort: () => import("./valsort.ts").then((m) => m.default),
-  config: () => import("./config.ts").then((m) => m.default),
+// Commands are loaded only when one runs: `--version` and `--help` stay fast
+// (startup is mostly module loading). The summaries are here for the same
+// reason; tests/cli/help.test.ts checks they match each command's own.
+const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  sort: {
+    summary: "Run one peer of a distributed sort (also: netsort <serverId> ...)",
+    load: () => import("./sort.ts").then((m) => m.default),
+  },
+  gen: {
+    summary: "Generate random 100-byte records (deterministic per seed)",
+    load: () => import("./gen.ts").then((m) => m.default),
+  },
+  show: {
+    summary: "Print records one per line: key in hex, a tab, then the value",
+    load: () => import("./show.ts").then((m) => m.default),
+  },
+  check: {
+    summary: "Check that files are sorted, in order, and hold exactly the input records",
+    load: () => import("./check.ts").then((m) => m.default),
+  },
+  demo: {
+    summary: "Sort generated data with several local peers and verify the result",
+    load: () => import("./demo.ts").then((m) => m.default),
+  },
+  bench: {
+    summary: "Measure the sort with local peers: per-phase timings, MB/s, peak memory",
+    load: () => import("./bench.ts").then((m) => m.default),
+  },
+  gensort: {
+    summary: "Sort Benchmark gensort 1.5, byte-identical output",
+    load: () => import("./gensort.ts").then((m) => m.default),
+  },
+  valsort: {
+    summary: "Sort Benchmark valsort 1.5, same messages and exit codes",
+    load: () => import("./valsort.ts").then((m) => m.default),
+  },
+  config: {
+    summary: "Validate a cluster config and list its peers",
+    load: () => import("./config.ts").then((m) => m.default),
+  },
 };
 
-const commandSummaries: Record<string, string> = {
-  sort: "Run one peer of a distributed sort (also: netsort <serverId> <in> <out> <config>)",
-  gen: "Generate random 100-byte records",
-  show: "Print records one per line: key in hex, then the value",
-  check: "Check that files are sorted, in order, and hold exactly the input records",
-  demo: "Sort generated data with several local peers and verify the result",
-  bench: "Measure the sort with local peers: per-phase timings, MB/s, peak memory",
-  gensort: "Sort Benchmark gensort 1.5, byte-identical output",
-  valsort: "Sort Benchmark valsort 1.5, same messages and exit codes",
-  config: "Validate a cluster config and list its peers",
-};
+export const commandNames: readonly string[] = Object.keys(commands);
 
-const mainMeta = {
-  name: "netsort",
-  version: pkg.version,
-  description: "Distributed sort of 100-byte records over a TCP mesh",
-};
+/** The command list, as `netsort --help` shows it. */
+export function commandSummaries(): Array<[string, string]> {
+  return Object.entries(commands).map(([name, c]) => [name, c.summary]);
+}
 
-function mainUsage(): string {
-  const width = Math.max(...Object.keys(commandSummaries).map((c) => c.length));
-  const lines = Object.entries(commandSummaries).map(([c, d]) => `  ${c.padEnd(width)}  ${d}`);
-  return [
-    `${mainMeta.description} (netsort v${mainMeta.version})`,
-    "",
-    "USAGE",
-    "  netsort <serverId> <inputFile> <outputFile> <configFile> [flags]",
-    "  netsort <command> [args] [flags]",
-    "",
-    "COMMANDS",
-    ...lines,
-    "",
-    "Use `netsort <command> --help` for a command's arguments and flags.",
-    "Exit codes: 0 success, 1 run-time failure, 2 bad usage, config or input.",
-  ].join("\n");
+/** Load a command by name (tests walk every command's table and help). */
+export async function loadCommand(name: string): Promise<Command | null> {
+  return Object.hasOwn(commands, name) ? commands[name].load() : null;
+}
+
+const topHelp = () => mainHelp(commandSummaries(), packageVersion);
+
+/** One line on stderr; --verbose (already applied to the logger) adds the stack. */
+async function report(error: unknown): Promise<number> {
+  const { log } = await import("../log.ts");
+  log.error(error instanceof Error ? error : String(error));
+  return error instanceof NetsortError ? error.exitCode : EXIT_RUNTIME;
 }
 
 /** Run the CLI with `argv` (without the program name); resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  let rawArgs = argv;
-  const first = rawArgs[0];
-  if (first === undefined || first === "--help" || first === "-h" || first === "help") {
-    console.log(mainUsage());
-    return first === undefined ? EXIT_USAGE : 0;
-  }
-  if (first === "--version" || first === "-V") {
-    console.log(mainMeta.version);
-    return 0;
-  }
-  const { isVerbose, log, setLogLevel } = await import("../log.ts");
-  if (rawArgs.includes("--verbose") || rawArgs.includes("-v")) setLogLevel("verbose");
-  else if (rawArgs.includes("--quiet") || rawArgs.includes("-q")) setLogLevel("quiet");
-  const { renderUsage, runCommand } = await import("citty");
-  if (/^\d+$/.test(first)) rawArgs = ["sort", ...rawArgs];
-  const name = rawArgs[0];
-  const load = commands[name];
-  if (load === undefined) {
-    log.error(`unknown command "${name}" (see netsort --help)`);
+  const first = argv[0];
+  if (first === undefined) {
+    // Bare `netsort` is a usage error: the help goes where errors go.
+    console.error(topHelp());
     return EXIT_USAGE;
   }
-  const command = await load();
-  const rest = rawArgs.slice(1);
-  if (rest.includes("--help") || rest.includes("-h")) {
-    const usage = await renderUsage(command, { meta: { name: "netsort" } });
-    // citty colours its usage text even into a pipe or a file: plain text there.
-    const plain = !process.stdout.isTTY || process.env.NO_COLOR !== undefined;
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escape sequences
-    console.log(plain ? usage.replace(/\u001b\[[0-9;]*m/g, "") : usage);
+  if (first === "--help" || first === "-h" || (first === "help" && argv.length === 1)) {
+    console.log(topHelp());
+    return 0;
+  }
+  if (first === "--version" || first === "-V") {
+    console.log(versionLine());
     return 0;
   }
   try {
-    const { result } = await runCommand(command, { rawArgs: rest });
-    return typeof result === "number" ? result : 0;
+    const { commandHelp } = await import("./help.ts");
+    const { wantsHelp } = await import("./args.ts");
+    if (first === "help") {
+      const command = await loadCommand(argv[1]);
+      if (command === null || argv.length > 2) {
+        return report(
+          new NetsortError(`help: no command "${argv.slice(1).join(" ")}" (see netsort --help)`, 2),
+        );
+      }
+      console.log(commandHelp(command));
+      return 0;
+    }
+    const rawArgs = /^\d+$/.test(first) ? ["sort", ...argv] : argv;
+    const command = await loadCommand(rawArgs[0]);
+    if (command === null) {
+      return report(new NetsortError(`netsort: unknown command "${rawArgs[0]}" (see netsort --help)`, 2));
+    }
+    const rest = rawArgs.slice(1);
+    if (wantsHelp(rest)) {
+      console.log(commandHelp(command));
+      return 0;
+    }
+    return await command.invoke(rest);
   } catch (error) {
-    // citty's own argument errors (missing positional, bad enum) are usage errors.
-    const cittyUsage = error instanceof Error && error.name === "CLIError";
-    const code = error instanceof NetsortError ? error.exitCode : cittyUsage ? EXIT_USAGE : EXIT_RUNTIME;
-    if (isVerbose() && error instanceof Error) log.error(error);
-    else log.error(errorMessage(error));
-    if (cittyUsage) log.info(`see netsort ${name} --help`);
-    return code;
+    return report(error);
   }
 }
 

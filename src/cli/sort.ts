@@ -4,7 +4,6 @@
  */
 
 import { readFileSync } from "node:fs";
-import { defineCommand } from "citty";
 import { loadConfig } from "../config.ts";
 import { UsageError } from "../errors.ts";
 import { runPeer } from "../job.ts";
@@ -16,57 +15,61 @@ import {
   maxTimeoutMs,
   minRetryIntervalMs,
 } from "../limits.ts";
+import { log } from "../log.ts";
 import { MAX_PEERS } from "../record.ts";
-import { checkArgs, commonArgs, parseIntArg } from "./args.ts";
+import type { SortOptions } from "../types.ts";
+import { logFlags, type ParsedArgs, parseIntArg } from "./args.ts";
+import { defineCommand } from "./command.ts";
+import { notYetInEffect, peerFlags } from "./peer-flags.ts";
 
 /** A secret shorter than this is refused: it would be guessable. */
 const minSecretBytes = 8;
 const maxSecretBytes = 4096;
 
-const args = {
-  serverId: {
-    type: "positional",
-    description: "This peer's serverId in the config (0..N-1)",
-    required: true,
+export const sortArgs = {
+  positionals: [
+    { name: "serverId", description: "This peer's serverId in the config (0..N-1)" },
+    { name: "inputFile", description: "Input file of 100-byte records" },
+    { name: "outputFile", description: "Sorted output file (written atomically)" },
+    { name: "configFile", description: "Cluster config (YAML: servers: [{serverId, host, port}])" },
+  ],
+  flags: {
+    "retry-ms": {
+      type: "string",
+      valueHint: "ms",
+      description: "Pause between dial attempts",
+      default: String(defaultRetryIntervalMs),
+      parse: { kind: "int", min: minRetryIntervalMs, max: maxTimeoutMs },
+    },
+    "connect-timeout-ms": {
+      type: "string",
+      valueHint: "ms",
+      description: "Give up if the mesh is not up after this long",
+      default: String(defaultConnectTimeoutMs),
+      parse: { kind: "int", min: 1, max: maxTimeoutMs },
+    },
+    "idle-timeout-ms": {
+      type: "string",
+      valueHint: "ms",
+      description: "Fail when a connected peer sends nothing for this long",
+      default: String(defaultIdleTimeoutMs),
+      parse: { kind: "int", min: 100, max: maxTimeoutMs },
+    },
+    "hello-timeout-ms": {
+      type: "string",
+      valueHint: "ms",
+      description: "Drop a connection that does not finish its hello in this long",
+      default: String(defaultHelloTimeoutMs),
+      parse: { kind: "int", min: 10, max: maxTimeoutMs },
+    },
+    ...peerFlags,
+    validate: {
+      type: "boolean",
+      description: "Check the result across all peers (valsort summaries exchanged; peer 0 logs the verdict)",
+    },
+    json: { type: "boolean", description: "Print the phase timings as one JSON line on stdout at the end" },
+    ...logFlags,
   },
-  inputFile: { type: "positional", description: "Input file of 100-byte records", required: true },
-  outputFile: { type: "positional", description: "Sorted output file (written atomically)", required: true },
-  configFile: {
-    type: "positional",
-    description: "Cluster config (YAML: servers: [{serverId, host, port}])",
-    required: true,
-  },
-  "retry-ms": {
-    type: "string",
-    description: `Pause between dial attempts, ms (default ${defaultRetryIntervalMs})`,
-    valueHint: "ms",
-  },
-  "connect-timeout-ms": {
-    type: "string",
-    description: `Give up if the mesh is not up after this long, ms (default ${defaultConnectTimeoutMs})`,
-    valueHint: "ms",
-  },
-  "idle-timeout-ms": {
-    type: "string",
-    description: `Fail when a connected peer sends nothing for this long, ms (default ${defaultIdleTimeoutMs})`,
-    valueHint: "ms",
-  },
-  "hello-timeout-ms": {
-    type: "string",
-    description: `Drop a connection that does not finish its hello in this long, ms (default ${defaultHelloTimeoutMs})`,
-    valueHint: "ms",
-  },
-  "secret-file": {
-    type: "string",
-    description: "File holding a shared secret; peers prove they know it (or set NETSORT_SECRET)",
-    valueHint: "file",
-  },
-  validate: {
-    type: "boolean",
-    description: "Check the result across all peers (valsort summaries exchanged; peer 0 prints the verdict)",
-  },
-  json: { type: "boolean", description: "Print the phase timings as one JSON line on stdout at the end" },
-  ...commonArgs,
 } as const;
 
 function loadSecret(file: string | undefined): Uint8Array | null {
@@ -93,29 +96,46 @@ function loadSecret(file: string | undefined): Uint8Array | null {
   return secret;
 }
 
+/** The peer's SortOptions from its parsed arguments (reads the config and the secret). */
+export function toSortOptions(a: ParsedArgs<typeof sortArgs>): SortOptions {
+  const config = loadConfig(a.configFile);
+  const serverId = parseIntArg("sort: serverId", a.serverId, 0, MAX_PEERS - 1);
+  // An id the config does not list is refused by runPeer, which first tells the listed peers.
+  return {
+    serverId,
+    inputFile: a.inputFile,
+    outputFile: a.outputFile,
+    config,
+    retryIntervalMs: a["retry-ms"],
+    connectTimeoutMs: a["connect-timeout-ms"],
+    idleTimeoutMs: a["idle-timeout-ms"],
+    helloTimeoutMs: a["hello-timeout-ms"],
+    secret: loadSecret(a["secret-file"]),
+    validate: a.validate,
+    partition: a.partition,
+    memoryBytes: a.memory ?? null,
+    tempDir: a["temp-dir"] ?? null,
+  };
+}
+
 export default defineCommand({
-  meta: { name: "sort", description: "Run one peer of a distributed sort" },
-  args,
-  async run({ args: a, rawArgs }) {
-    checkArgs("sort", rawArgs, args);
-    const config = loadConfig(a.configFile);
-    const serverId = parseIntArg("serverId", a.serverId, 0, MAX_PEERS - 1);
-    // An id the config does not list is refused by runPeer, which first tells the listed peers.
-    const timing = (flag: keyof typeof args, fallback: number, min: number) =>
-      a[flag] === undefined ? fallback : parseIntArg(`--${flag}`, a[flag] as string, min, maxTimeoutMs);
-    const timings = await runPeer({
-      serverId,
-      inputFile: a.inputFile,
-      outputFile: a.outputFile,
-      config,
-      retryIntervalMs: timing("retry-ms", defaultRetryIntervalMs, minRetryIntervalMs),
-      connectTimeoutMs: timing("connect-timeout-ms", defaultConnectTimeoutMs, 1),
-      idleTimeoutMs: timing("idle-timeout-ms", defaultIdleTimeoutMs, 100),
-      helloTimeoutMs: timing("hello-timeout-ms", defaultHelloTimeoutMs, 10),
-      secret: loadSecret(a["secret-file"]),
-      validate: a.validate === true,
-    });
-    if (a.json) console.log(JSON.stringify({ serverId, ...timings }));
+  name: "sort",
+  summary: "Run one peer of a distributed sort (also: netsort <serverId> ...)",
+  alsoUsage: ["netsort <serverId> <inputFile> <outputFile> <configFile> [flags]"],
+  notes: [
+    "Every peer runs with the same config; outputs 0..N-1 concatenated are globally sorted.",
+    "Logs go to stderr; with --json, stdout holds only the timings line.",
+  ],
+  args: sortArgs,
+  async run(a) {
+    for (const name of notYetInEffect) {
+      const value = a[name as keyof typeof a];
+      const given = name === "partition" ? value !== peerFlags.partition.default : value !== undefined;
+      if (given) log.warn(`sort: --${name} is not in effect yet; this run ignores it`);
+    }
+    const options = toSortOptions(a);
+    const timings = await runPeer(options);
+    if (a.json) console.log(JSON.stringify({ serverId: options.serverId, ...timings }));
     return 0;
   },
 });

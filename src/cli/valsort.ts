@@ -4,7 +4,7 @@
  * 1 unordered or an error), same 280-byte -o summaries, -s over concatenated
  * summaries.
  *
- * Arguments are parsed here the way valsort.c does, not by citty/checkArgs:
+ * Arguments are parsed here the way valsort.c does, not by the argument tables:
  * options come before the one operand. Where valsort is lax we are strict and
  * exit 2 with a usage message (valsort prints its usage text and exits 1):
  * valsort reads only the letter after '-' (`-qx` means -q), and opens the -o file
@@ -15,7 +15,6 @@
  * error messages (missing file, empty input, partial record).
  */
 import { closeSync, openSync, writeSync } from "node:fs";
-import { defineCommand } from "citty";
 import { UsageError } from "../errors.ts";
 import {
   encodeSummary,
@@ -28,6 +27,7 @@ import {
   ValsortError,
   verdictText,
 } from "../tools/valsort.ts";
+import { defineRawCommand } from "./command.ts";
 
 const USAGE = "usage: valsort [-i] [-q] [-o SUMMARY_FILE] [-s] FILE_NAME";
 
@@ -36,23 +36,27 @@ const USAGE = "usage: valsort [-i] [-q] [-o SUMMARY_FILE] [-s] FILE_NAME";
  * names so the help text is true.
  */
 const args = {
-  FILE_NAME: {
-    type: "positional",
-    description: "Sorted records to validate, or with -s concatenated summaries",
-    required: false,
-  },
-  "ignore-case": { type: "boolean", alias: "i", description: "Compare keys case-insensitively (strcasecmp)" },
-  quiet: { type: "boolean", alias: "q", description: "No diagnostic text; the exit status still tells" },
-  output: {
-    type: "string",
-    alias: "o",
-    valueHint: "SUMMARY_FILE",
-    description: "Write the 280-byte summary of the validated records",
-  },
-  summaries: {
-    type: "boolean",
-    alias: "s",
-    description: "FILE_NAME holds partition summaries, in key order",
+  positionals: [
+    { name: "FILE_NAME", description: "Sorted records to validate, or with -s concatenated summaries" },
+  ],
+  flags: {
+    "ignore-case": {
+      type: "boolean",
+      short: "i",
+      description: "Compare keys case-insensitively (strcasecmp)",
+    },
+    quiet: { type: "boolean", short: "q", description: "No diagnostic text; the exit status still tells" },
+    output: {
+      type: "string",
+      short: "o",
+      valueHint: "SUMMARY_FILE",
+      description: "Write the 280-byte summary of the validated records",
+    },
+    summaries: {
+      type: "boolean",
+      short: "s",
+      description: "FILE_NAME holds partition summaries, in key order",
+    },
   },
 } as const;
 
@@ -138,14 +142,13 @@ function runValsort(options: ValsortArgs): number {
   }
 }
 
-export default defineCommand({
-  meta: {
-    name: "valsort",
-    description:
-      "Sort Benchmark valsort 1.5: same messages and exit codes. valsort [-i] [-q] [-o SUMMARY_FILE] [-s] FILE_NAME",
-  },
+export default defineRawCommand({
+  name: "valsort",
+  summary: "Sort Benchmark valsort 1.5, same messages and exit codes",
+  alsoUsage: [`netsort ${USAGE.slice("usage: ".length)}`],
+  notes: ["Options come before the operand, as valsort.c reads them."],
   args,
-  run({ rawArgs }) {
-    return runValsort(parseValsortArgs(rawArgs));
+  run(rawArgs) {
+    return runValsort(parseValsortArgs([...rawArgs]));
   },
 });

@@ -253,7 +253,9 @@ export interface BenchOptions {
   startup: boolean;
   /** Run the peers with --validate (global valsort verdict); its cost shows as validateMs. */
   validate?: boolean;
-  /** One line of progress per step (the CLI sends it to stdout or stderr). */
+  /** More `sort` flags for every peer (--partition, --memory, --temp-dir, --secret-file). */
+  peerArgs?: readonly string[];
+  /** One line of progress per step (the CLI logs it: stderr). */
   progress: (line: string) => void;
 }
 
@@ -373,7 +375,7 @@ async function runNetsortOnce(opts: BenchOptions, inputs: string[], outputs: str
     command: opts.netsort.command,
     staggerMs: 0,
     wrapper: timeWrapper,
-    extraArgs: opts.validate ? ["--validate"] : [],
+    extraArgs: [...(opts.validate ? ["--validate"] : []), ...(opts.peerArgs ?? [])],
   });
   const failure = peerFailure(run);
   if (failure !== null) throw new NetsortError(`bench: the sort failed: ${failure}`);

@@ -6,6 +6,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { NetsortError } from "../errors.ts";
+import { log } from "../log.ts";
 import type { PhaseTimings } from "../types.ts";
 
 /** How to start this same netsort again: the compiled binary, or bun + the entry file. */
@@ -62,7 +63,7 @@ export async function runLocalCluster(opts: {
   config: string;
   inputs: string[];
   outputs: string[];
-  extraArgs?: string[];
+  extraArgs?: readonly string[];
   staggerMs?: number;
   command?: string[];
   /** Echo each peer's log lines, prefixed with its id. */
@@ -104,7 +105,8 @@ export async function runLocalCluster(opts: {
         if (line.startsWith("{") && line.includes('"totalMs"')) timings = JSON.parse(line);
         else if (line.trim() !== "") lines.push(line);
       }
-      if (opts.echo) for (const line of lines) console.log(`[peer ${id}] ${line}`);
+      // The peers' log lines are log lines here too: stderr, like every log.
+      if (opts.echo) for (const line of lines) log.info(`[peer ${id}] ${line}`);
       return { id, exitCode, elapsedMs, timings, output: lines.join("\n") };
     });
     const timeout = new Promise<never>((_, reject) => {

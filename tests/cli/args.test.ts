@@ -1,20 +1,45 @@
 import { describe, expect, test } from "bun:test";
-import { type ArgsDef, parseArgs } from "citty";
-import { checkArgs, commonArgs, maxSizeBytes, parseIntArg, parseSize } from "../../src/cli/args.ts";
+import {
+  type ArgTable,
+  logFlags,
+  maxSizeBytes,
+  parseCommandArgs,
+  parseIntArg,
+  parseSize,
+  wantsHelp,
+} from "../../src/cli/args.ts";
 import { EXIT_USAGE, UsageError } from "../../src/errors.ts";
 
-/** A command shaped like the real ones: required positionals, one optional, value flags, booleans. */
-const def = {
-  serverId: { type: "positional", description: "id", required: true },
-  inputFile: { type: "positional", description: "in", required: true },
-  extra: { type: "positional", description: "optional", required: false },
-  port: { type: "string", description: "port", alias: "p" },
-  size: { type: "string", description: "size", alias: ["s", "bytes"] },
-  "retry-ms": { type: "string", description: "ms" },
-  mode: { type: "enum", description: "mode", options: ["a", "b"] },
-  force: { type: "boolean", description: "force", alias: "f" },
-  ...commonArgs,
-} as const satisfies ArgsDef;
+/** A table shaped like the real ones: required positionals, one optional, value flags, booleans. */
+const table = {
+  positionals: [
+    { name: "serverId", description: "id" },
+    { name: "inputFile", description: "in" },
+    { name: "extra", description: "optional", required: false },
+  ],
+  flags: {
+    port: {
+      type: "string",
+      valueHint: "n",
+      description: "port",
+      short: "p",
+      parse: { kind: "int", min: 1, max: 65535 },
+    },
+    size: {
+      type: "string",
+      valueHint: "size",
+      description: "size",
+      default: "64kb",
+      parse: { kind: "size", min: 100, max: 1024 ** 3 },
+    },
+    name: { type: "string", valueHint: "text", description: "free text" },
+    mode: { type: "string", valueHint: "mode", description: "mode", choices: ["a", "b"], default: "a" },
+    seed: { type: "string", valueHint: "n", description: "seed", singleDash: "-randseed" },
+    inputs: { type: "string", valueHint: "file", description: "several", list: true },
+    force: { type: "boolean", description: "force", short: "f" },
+    ...logFlags,
+  },
+} as const satisfies ArgTable;
 
 function usageError(fn: () => unknown): string {
   let caught: unknown;
@@ -29,22 +54,76 @@ function usageError(fn: () => unknown): string {
   return (caught as Error).message;
 }
 
-const rejects = (raw: string[]) => usageError(() => checkArgs("cmd", raw, def));
+const parse = (raw: string[]) => parseCommandArgs("cmd", table, raw);
+const rejects = (raw: string[]) => usageError(() => parse(raw));
 
-describe("checkArgs", () => {
-  test("rejects unknown flags, naming them", () => {
+describe("parseCommandArgs", () => {
+  test("defaults: booleans false, defaults parsed like given values, the rest undefined", () => {
+    expect(parse(["0", "in"])).toEqual({
+      serverId: "0",
+      inputFile: "in",
+      extra: undefined,
+      port: undefined,
+      size: 64 * 1024,
+      name: undefined,
+      mode: "a",
+      seed: undefined,
+      inputs: undefined,
+      force: false,
+      quiet: false,
+      verbose: false,
+    });
+  });
+
+  /** Accepted argument lists, with the values the command then sees. */
+  const accepted: Array<[string[], Record<string, unknown>]> = [
+    [["0", "in", "extra"], { extra: "extra" }],
+    [["0", "in", "--port=9000"], { port: 9000 }],
+    [["0", "in", "--port", "9000"], { port: 9000 }],
+    [["--port", "9000", "0", "in"], { serverId: "0", inputFile: "in", port: 9000 }],
+    [["0", "in", "-p", "9000"], { port: 9000 }],
+    [["0", "in", "--size", "10 kb"], { size: 10 * 1024 }],
+    [["0", "in", "--mode", "b"], { mode: "b" }],
+    [["0", "in", "--force"], { force: true }],
+    [["0", "in", "-f"], { force: true }],
+    [["0", "in", "-fq"], { force: true, quiet: true }],
+    [["0", "in", "--quiet", "-v"], { quiet: true, verbose: true }],
+    // A negative number is a value, "-" is a positional, and "=" keeps a dash value.
+    [["0", "in", "--name", "-5"], { name: "-5" }],
+    [["0", "-"], { inputFile: "-" }],
+    [["0", "in", "--name=--weird"], { name: "--weird" }],
+    // The single-dash spelling of a long flag, both forms.
+    [["-randseed", "7", "0", "in"], { seed: "7", serverId: "0", inputFile: "in" }],
+    [["0", "in", "-randseed=8"], { seed: "8" }],
+    // A list flag takes every argument up to the next flag or `--`.
+    [["0", "--inputs", "a", "b", "c", "--force", "in"], { inputs: ["a", "b", "c"], inputFile: "in" }],
+    [["--inputs=a", "b", "--", "0", "in"], { inputs: ["a", "b"], serverId: "0", inputFile: "in" }],
+    // `--` ends the flags: what follows are positionals.
+    [["0", "--", "--in"], { inputFile: "--in" }],
+  ];
+
+  for (const [raw, expected] of accepted) {
+    test(`accepts ${JSON.stringify(raw)}`, () => {
+      expect(parse(raw)).toMatchObject(expected);
+    });
+  }
+
+  test("rejects unknown flags, naming them as typed", () => {
     expect(rejects(["0", "in", "--bogus"])).toBe("cmd: unknown option --bogus");
     expect(rejects(["0", "in", "--bogus=3"])).toBe("cmd: unknown option --bogus");
     expect(rejects(["0", "in", "-x"])).toBe("cmd: unknown option -x");
-    // --no-x only exists for booleans.
-    expect(rejects(["0", "in", "--no-port"])).toBe("cmd: unknown option --no-port");
-    // citty's automatic camelCase spelling is not part of our interface.
     expect(rejects(["0", "in", "--retryMs", "5"])).toBe("cmd: unknown option --retryMs");
+    // An own property of every object is still not a flag.
+    expect(rejects(["0", "in", "--constructor"])).toBe("cmd: unknown option --constructor");
+    // A negative number where a positional is expected reads as a flag: refused, not dropped.
+    expect(rejects(["-1", "in"])).toBe("cmd: unknown option -1");
+    // -randseed is only the seed's spelling; other single-dash words are refused.
+    expect(rejects(["0", "in", "-seed", "3"])).toContain("cmd: unknown option -");
   });
 
-  test("rejects extra positionals", () => {
-    expect(rejects(["0", "in", "x", "y"])).toContain("too many arguments (expected at most 3)");
-    expect(rejects(["0", "in", "x", "--", "y"])).toContain("too many arguments");
+  test("rejects extra positionals, naming the first", () => {
+    expect(rejects(["0", "in", "x", "y"])).toBe('cmd: unexpected argument "y" (takes at most 3)');
+    expect(rejects(["0", "in", "x", "--", "y"])).toBe('cmd: unexpected argument "y" (takes at most 3)');
   });
 
   test("rejects missing required positionals, naming the first missing one", () => {
@@ -52,76 +131,65 @@ describe("checkArgs", () => {
     expect(rejects(["0"])).toBe("cmd: missing argument <inputFile>");
     // Flags and their values do not count as positionals.
     expect(rejects(["--port", "9000", "0"])).toBe("cmd: missing argument <inputFile>");
-  });
-
-  test("rejects a value flag with no value, or an empty one", () => {
-    expect(rejects(["0", "in", "--port"])).toBe("cmd: option --port needs a value");
-    expect(rejects(["0", "in", "--port="])).toBe("cmd: option --port needs a value");
-    expect(rejects(["0", "in", "--port", ""])).toBe("cmd: option --port needs a value");
-    expect(rejects(["0", "in", "--port", "--force"])).toBe("cmd: option --port needs a value");
-    expect(rejects(["0", "in", "-p"])).toBe("cmd: option --p needs a value");
-    expect(rejects(["0", "in", "--mode"])).toBe("cmd: option --mode needs a value");
-  });
-
-  /** Accepted argument lists, with what citty then reads for them (the command sees those values). */
-  const accepted: Array<[string[], Record<string, unknown>]> = [
-    [["0", "in"], { serverId: "0", inputFile: "in" }],
-    [["0", "in", "extra"], { extra: "extra" }],
-    [["0", "in", "--port=9000"], { port: "9000" }],
-    [["0", "in", "--port", "9000"], { port: "9000" }],
-    [["--port", "9000", "0", "in"], { serverId: "0", inputFile: "in", port: "9000" }],
-    [["0", "in", "-p", "9000"], { port: "9000" }],
-    [["0", "in", "--bytes", "10 mb"], { size: "10 mb" }],
-    [["0", "in", "-s", "1gb"], { size: "1gb" }],
-    [["0", "in", "--retry-ms=250"], { "retry-ms": "250" }],
-    [["0", "in", "--mode", "b"], { mode: "b" }],
-    [["0", "in", "--force"], { force: true }],
-    [["0", "in", "-f"], { force: true }],
-    [["0", "in", "--no-force"], { force: false }],
-    [["0", "in", "--quiet", "-v"], { quiet: true, verbose: true }],
-    [["0", "in", "--no-quiet"], { quiet: false }],
-    [["0", "in", "--help"], {}],
-    [["0", "in", "-h"], {}],
-    // Negative numbers are values and "-" is a positional, not a flag.
-    [["0", "in", "--port", "-5"], { port: "-5" }],
-    [["0", "-"], { inputFile: "-" }],
-    [["0", "in", "--port=--weird"], { port: "--weird" }],
-  ];
-
-  for (const [raw, expected] of accepted) {
-    test(`accepts ${JSON.stringify(raw)}`, () => {
-      expect(() => checkArgs("cmd", raw, def)).not.toThrow();
-      const parsed = parseArgs(raw, def) as Record<string, unknown>;
-      for (const [key, value] of Object.entries(expected)) expect(parsed[key]).toEqual(value);
-    });
-  }
-
-  // citty reads these differently from what a user means, so checkArgs refuses them.
-  test('-p=9000 (short flag with =) is refused with a hint, since citty would read "=9000"', () => {
-    expect(() => checkArgs("cmd", ["0", "in", "-p=9000"], def)).toThrow("-p <value>");
-    expect(() => checkArgs("cmd", ["0", "in", "-p", "9000"], def)).not.toThrow();
-  });
-  test("a negative-number positional is refused (citty would drop it as a flag)", () => {
-    expect(() => checkArgs("cmd", ["-1", "in"], def)).toThrow("negative numbers");
-  });
-
-  test("forms citty would read but checkArgs refuses (stricter is fine)", () => {
-    expect(rejects(["0", "in", "-fq"])).toBe("cmd: unknown option -fq");
-    expect(rejects(["0", "in", "-p9000"])).toBe("cmd: unknown option -p9000");
-  });
-
-  test("`--` ends the flags: what follows counts as positionals", () => {
-    expect(() => checkArgs("cmd", ["0", "--", "--in"], def)).not.toThrow();
     expect(rejects(["0", "--"])).toBe("cmd: missing argument <inputFile>");
   });
 
-  test("a definition with _variadic allows any number of positionals", () => {
+  test("rejects a value flag with no value, an empty one, or one given twice", () => {
+    expect(rejects(["0", "in", "--port"])).toBe("cmd: --port: needs a value");
+    expect(rejects(["0", "in", "--port="])).toBe("cmd: --port: needs a value");
+    expect(rejects(["0", "in", "--port", ""])).toBe("cmd: --port: needs a value");
+    expect(rejects(["0", "in", "--port", "--force"])).toBe("cmd: --port: needs a value");
+    expect(rejects(["0", "in", "-p"])).toBe("cmd: --port: needs a value");
+    expect(rejects(["0", "in", "--inputs"])).toBe("cmd: --inputs: needs a value");
+    expect(rejects(["0", "in", "--port", "1", "--port", "2"])).toBe("cmd: --port: given twice");
+    expect(rejects(["0", "in", "--seed", "1", "-randseed", "2"])).toBe("cmd: --seed: given twice");
+  });
+
+  test("rejects a value for a boolean flag", () => {
+    expect(rejects(["0", "in", "--force=yes"])).toBe("cmd: --force: takes no value");
+  });
+
+  test("checks choices, integers and sizes from the table, defaults included", () => {
+    expect(rejects(["0", "in", "--mode", "c"])).toBe('cmd: --mode: must be one of a, b, got "c"');
+    expect(rejects(["0", "in", "--port", "0"])).toBe("cmd: --port: must be between 1 and 65535, got 0");
+    expect(rejects(["0", "in", "--port", "x"])).toBe('cmd: --port: must be an integer, got "x"');
+    expect(rejects(["0", "in", "--size", "lots"])).toContain('cmd: --size: cannot read size "lots"');
+    expect(rejects(["0", "in", "--size", "99"])).toBe(
+      "cmd: --size: must be between 100 and 1073741824 bytes, got 99",
+    );
+    const badDefault = {
+      positionals: [],
+      flags: {
+        n: {
+          type: "string",
+          valueHint: "n",
+          description: "n",
+          default: "0",
+          parse: { kind: "int", min: 1, max: 2 },
+        },
+      },
+    } as const satisfies ArgTable;
+    expect(usageError(() => parseCommandArgs("cmd", badDefault, []))).toBe(
+      "cmd: --n: must be between 1 and 2, got 0",
+    );
+  });
+
+  test("a variadic positional takes the rest, and a required one needs at least one", () => {
     const variadic = {
-      first: { type: "positional", required: true },
-      _variadic: { type: "boolean" },
-    } as const;
-    expect(() => checkArgs("v", ["a", "b", "c", "d"], variadic)).not.toThrow();
-    expect(usageError(() => checkArgs("v", [], variadic))).toBe("v: missing argument <first>");
+      positionals: [{ name: "files", description: "files", variadic: true }],
+      flags: {},
+    } as const satisfies ArgTable;
+    expect(parseCommandArgs("v", variadic, ["a", "b", "c"])).toEqual({ files: ["a", "b", "c"] });
+    expect(usageError(() => parseCommandArgs("v", variadic, []))).toBe("v: missing argument <files...>");
+  });
+});
+
+describe("wantsHelp", () => {
+  test("--help or -h anywhere before --", () => {
+    expect(wantsHelp(["0", "--help"])).toBe(true);
+    expect(wantsHelp(["-h", "0"])).toBe(true);
+    expect(wantsHelp(["0", "--", "--help"])).toBe(false);
+    expect(wantsHelp(["0", "--helpful"])).toBe(false);
   });
 });
 
@@ -140,10 +208,10 @@ describe("parseIntArg", () => {
 
   test("rejects values outside the range, naming the flag and the range", () => {
     expect(usageError(() => parseIntArg("--port", "0", 1, 65535))).toBe(
-      "--port must be between 1 and 65535, got 0",
+      "--port: must be between 1 and 65535, got 0",
     );
     expect(usageError(() => parseIntArg("--port", "65536", 1, 65535))).toBe(
-      "--port must be between 1 and 65535, got 65536",
+      "--port: must be between 1 and 65535, got 65536",
     );
     expect(usageError(() => parseIntArg("n", "-1", 0, 10))).toContain("between 0 and 10");
     expect(usageError(() => parseIntArg("n", "99999999999999999999", 0, Number.MAX_SAFE_INTEGER))).toContain(
@@ -154,11 +222,11 @@ describe("parseIntArg", () => {
   test("rejects junk, naming the flag and the text", () => {
     for (const junk of ["", " ", "abc", "1.5", "1e3", "0x10", "+5", "5x", "1 000", "--", "NaN", "Infinity"]) {
       expect(usageError(() => parseIntArg("serverId", junk, 0, 1000))).toBe(
-        `serverId must be an integer, got "${junk}"`,
+        `serverId: must be an integer, got "${junk}"`,
       );
     }
     expect(usageError(() => parseIntArg("serverId", undefined, 0, 1000))).toBe(
-      'serverId must be an integer, got ""',
+      'serverId: must be an integer, got ""',
     );
   });
 });

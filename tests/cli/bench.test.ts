@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runNetsort } from "../helpers.ts";
@@ -101,4 +101,26 @@ describe("netsort bench", () => {
       expect(stderr).not.toBe("");
     }
   }, 20_000);
+
+  test("--secret-file reaches every peer: a secret too short for sort fails the bench (exit 1)", async () => {
+    const secret = join(dir, "short-secret");
+    writeFileSync(secret, "short");
+    const args = [
+      "--peers",
+      "2",
+      "--size",
+      "10kb",
+      "--runs",
+      "1",
+      "--binary",
+      "self",
+      "--dir",
+      join(dir, "s"),
+    ];
+    const r = await bench([...args, "--secret-file", secret]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain("error: bench: the sort failed");
+    expect(r.stderr).toContain("secret file");
+  }, 30_000);
 });

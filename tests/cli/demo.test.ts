@@ -1,6 +1,6 @@
 /** `netsort demo`: the README's first command, end to end with real peer processes. */
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { removeDir, tempDir, verifyOutputs } from "../mesh/harness.ts";
@@ -13,11 +13,14 @@ afterEach(() => {
   child = null;
 });
 
-async function demo(args: string[]): Promise<{ code: number; out: string }> {
+async function demo(args: string[]): Promise<{ code: number; out: string; stdout: string; stderr: string }> {
   const proc = Bun.spawn([process.execPath, MAIN, "demo", ...args], { stdout: "pipe", stderr: "pipe" });
   child = proc;
-  const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  return { code: await proc.exited, out: out + err };
+  const [stdout, stderr] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+  ]);
+  return { code: await proc.exited, out: stdout + stderr, stdout, stderr };
 }
 
 describe("netsort demo", () => {
@@ -37,6 +40,7 @@ describe("netsort demo", () => {
       ]);
       expect(code).toBe(0);
       expect(out).toContain("check          VALID");
+      // The summary is stdout; the peers' log lines, validate verdict included, stderr.
       expect(out).toContain("validate: VALID");
       const inputs = [0, 1, 2].map((i) => join(dir, `input-${i}.dat`));
       const outputs = [0, 1, 2].map((i) => join(dir, `output-${i}.dat`));
@@ -46,6 +50,52 @@ describe("netsort demo", () => {
       removeDir(dir);
     }
   }, 30_000);
+
+  test("--json: one JSON summary on stdout; --partition, --memory, --temp-dir, --secret-file reach every peer", async () => {
+    const dir = tempDir("netsort-demo-test-");
+    try {
+      const secret = join(dir, "secret");
+      writeFileSync(secret, "a secret of some length\n");
+      const args = ["--peers", "2", "--size", "100kb", "--dir", dir, "--json", "--stagger-ms", "0"];
+      const peerFlags = [
+        "--partition",
+        "sample",
+        "--memory",
+        "64mb",
+        "--temp-dir",
+        dir,
+        "--secret-file",
+        secret,
+      ];
+      const r = await demo([...args, ...peerFlags]);
+      expect(r.code).toBe(0);
+      const doc = JSON.parse(r.stdout);
+      expect(doc).toMatchObject({
+        peers: 2,
+        kind: "uniform",
+        dir,
+        check: { valid: true, records: 2 * 1024 },
+      });
+      expect(doc.peerTimings.map((p: { exitCode: number }) => p.exitCode)).toEqual([0, 0]);
+      // Each peer got the flags: sort says, per flag, that it is not in effect yet.
+      for (const id of [0, 1]) {
+        for (const flag of ["partition", "memory", "temp-dir"]) {
+          expect(r.stderr).toContain(`[peer ${id}] warning: sort: --${flag} is not in effect yet`);
+        }
+      }
+      // The secret file reached them too: one too short makes every peer refuse it.
+      writeFileSync(secret, "short");
+      const refused = await demo([...args, "--secret-file", secret]);
+      expect(refused.code).toBe(1);
+      expect(refused.stdout).toBe("");
+      expect(refused.stderr).toContain("[peer 0] error: secret file");
+      expect(refused.stderr.trimEnd().split("\n").at(-1)).toBe(
+        "error: demo: peer 0 exited 2, peer 1 exited 2",
+      );
+    } finally {
+      removeDir(dir);
+    }
+  }, 60_000);
 
   test("bad flags are usage errors (exit 2) and create nothing", async () => {
     const dir = join(tempDir("netsort-demo-test-"), "never");

@@ -25,9 +25,9 @@ interface Run {
   stderr: string;
 }
 
-async function run(cmd: string[]): Promise<Run> {
+async function run(cmd: string[], cwd = root): Promise<Run> {
   const proc = Bun.spawn(cmd, {
-    cwd: root,
+    cwd,
     stdout: "pipe",
     stderr: "pipe",
     env: { ...process.env, NO_COLOR: "1" },
@@ -70,14 +70,17 @@ describe("netsort gen", () => {
     const a = await netsort("gen", file("g1"), "10 kb", "--seed", "7");
     expect(a.code).toBe(0);
     expect(fs.statSync(file("g1")).size).toBe(10_300);
-    expect(a.stdout).toContain("103 records");
-    expect(a.stdout).toMatch(/MB\/s/);
+    // The summary is a log line: stderr, with stdout left empty.
+    expect(a.stdout).toBe("");
+    expect(a.stderr).toContain("103 records");
+    expect(a.stderr).toMatch(/MB\/s/);
     const b = await netsort("gen", "-randseed", "7", file("g2"), "10240");
     expect(b.code).toBe(0);
     expect(fs.readFileSync(file("g1")).equals(fs.readFileSync(file("g2")))).toBe(true);
     const c = await netsort("gen", file("g3"), "10240", "-randseed=8", "--quiet");
     expect(c.code).toBe(0);
     expect(c.stdout).toBe("");
+    expect(c.stderr).toBe("");
     expect(fs.readFileSync(file("g1")).equals(fs.readFileSync(file("g3")))).toBe(false);
   }, 30_000);
 
@@ -86,6 +89,14 @@ describe("netsort gen", () => {
     expect((await netsort("gen", file("bad"), "ten")).code).toBe(2);
     expect((await netsort("gen", "-randseed", "1", file("bad"))).code).toBe(2);
     expect(fs.existsSync(file("bad"))).toBe(false);
+  }, 30_000);
+
+  test('"-" as the file is refused (exit 2), with no file named "-" created', async () => {
+    const r = await run(["bun", main, "gen", "-", "1kb"], dir);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toBe("error: gen: -: records are not written to stdout; give a file name\n");
+    expect(fs.existsSync(path.join(dir, "-"))).toBe(false);
   }, 30_000);
 });
 

@@ -21,6 +21,7 @@ import {
   killAll,
   makeRecords,
   outputPaths,
+  problemLines,
   RECORD,
   removeDir,
   runPeers,
@@ -66,7 +67,11 @@ describe("6. shared secret", () => {
         extraArgs: ["--secret-file", secret],
       });
       for (const r of results)
-        expect({ id: r.id, exit: r.exitCode, err: r.stderr }).toEqual({ id: r.id, exit: 0, err: "" });
+        expect({ id: r.id, exit: r.exitCode, err: problemLines(r.stderr) }).toEqual({
+          id: r.id,
+          exit: 0,
+          err: [],
+        });
       expect(verifyOutputs(inputs, outputs)).toEqual([]);
     },
     runBoundMs,
@@ -85,7 +90,11 @@ describe("6. shared secret", () => {
         env: { NETSORT_SECRET: "an environment secret" },
       });
       for (const r of results)
-        expect({ id: r.id, exit: r.exitCode, err: r.stderr }).toEqual({ id: r.id, exit: 0, err: "" });
+        expect({ id: r.id, exit: r.exitCode, err: problemLines(r.stderr) }).toEqual({
+          id: r.id,
+          exit: 0,
+          err: [],
+        });
       expect(verifyOutputs(inputs, outputs)).toEqual([]);
     },
     runBoundMs,
@@ -233,7 +242,10 @@ describe("7. a fake peer breaks the protocol", () => {
         expect(fake.doneFromPeer0).toEqual(fake.received);
         await fake.commitRounds(5_000);
         const e = await exit;
-        expect({ exitCode: e.exitCode, stderr: e.stderr }).toEqual({ exitCode: 0, stderr: "" });
+        expect({ exitCode: e.exitCode, problems: problemLines(e.stderr) }).toEqual({
+          exitCode: 0,
+          problems: [],
+        });
         // Peer 0's hello named sender 0 and receiver 1 (the fake notes any mismatch).
         expect(fake.problems).toEqual([]);
         // Peer 0's output: its own share of its input plus the fake's records, in order.

@@ -161,7 +161,7 @@ describe("8. disk", () => {
       expect(errorLine(exits[1])).toBe(
         `output ${bad}: cannot write in ${missing} (directory does not exist)`,
       );
-      expect(exits[1].stdout).not.toMatch(/read \d/); // found before any data moved
+      expect(exits[1].stderr).not.toMatch(/read \d/); // found before any data moved
       report("8 output dir missing", exits, expectOthersAborted(exits, /directory does not exist/));
     },
     runBoundMs + 5_000,
@@ -180,7 +180,7 @@ describe("8. disk", () => {
         expect(exits[1].exitCode).toBe(2);
         expect(exits[1].elapsedMs).toBeLessThan(badPeerBoundMs);
         expect(errorLine(exits[1])).toMatch(new RegExp(`^output ${bad}: cannot write in ${ro} \\(`));
-        expect(exits[1].stdout).not.toMatch(/read \d/);
+        expect(exits[1].stderr).not.toMatch(/read \d/);
         report("8 output dir read-only", exits, expectOthersAborted(exits, /cannot write in/));
       } finally {
         await unmount(ro);

@@ -214,7 +214,7 @@ export function randomFile(path: string, bytes: number): string {
   return path;
 }
 
-/** The non-empty lines of a text (consola frames an error with blank lines). */
+/** The non-empty lines of a text. */
 export function textLines(text: string): string[] {
   return text
     .split("\n")
@@ -222,13 +222,13 @@ export function textLines(text: string): string[] {
     .filter((l) => l !== "");
 }
 
-/** consola's error tag, in its TTY ("ERROR", "✖") and plain ("[error]") forms. */
-const errorTag = /^(\[error\]|ERROR|✖)\s+/;
+/** The tag of an error line (src/log.ts). */
+const errorTag = /^error: /;
 
 /**
  * The one-line error message of a failed peer: exactly one error line on stderr
  * (warnings such as dropped strangers may precede it) and no stack trace.
- * Returned without consola's tag.
+ * Returned without its "error: " tag.
  */
 export function errorLine(e: PeerExit): string {
   const lines = textLines(e.stderr).filter((l) => errorTag.test(l));

@@ -146,7 +146,7 @@ describe("1. a peer dies (SIGKILL)", () => {
         /peer 1 connected/,
       ])
         await victim.waitFor(line, 10_000);
-      expect(peers.some((p) => /mesh up/.test(p.stdout))).toBe(false);
+      expect(peers.some((p) => /mesh up/.test(p.stderr))).toBe(false);
       const killAtMs = performance.now();
       victim.child.kill("SIGKILL");
       const exits = await allExited(peers, runBoundMs);
@@ -170,7 +170,7 @@ describe("1. a peer dies (SIGKILL)", () => {
       const killAtMs = performance.now();
       peers[1].child.kill("SIGKILL");
       // The exchange had not finished anywhere: the kill really was mid-exchange.
-      expect(peers.map((p) => exchangeDoneLine.test(p.stdout))).toEqual([false, false, false]);
+      expect(peers.map((p) => exchangeDoneLine.test(p.stderr))).toEqual([false, false, false]);
       const exits = await allExited(peers, runBoundMs);
       const ms = [exits[0], exits[2]].map((e) => {
         expectFailed(e, /peer 1\b/);
@@ -190,7 +190,7 @@ describe("1. a peer dies (SIGKILL)", () => {
       await peers[1].waitFor(exchangeDoneLine, 20_000);
       const killAtMs = performance.now();
       peers[1].child.kill("SIGKILL");
-      expect(/sorted \d+ records/.test(peers[1].stdout)).toBe(false);
+      expect(/sorted \d+ records/.test(peers[1].stderr)).toBe(false);
       const exits = await allExited(peers, runBoundMs);
       const ms = [exits[0], exits[2]].map((e) => {
         expectFailed(e, /peer 1\b/);

@@ -80,6 +80,14 @@ export function outputPaths(dir: string, peers: number): string[] {
   return Array.from({ length: peers }, (_, id) => join(dir, `output-${id}.dat`));
 }
 
+/**
+ * The warning and error lines of a peer's stderr. Every log line goes to stderr
+ * (src/log.ts), so a clean run is one with none of these, not an empty stderr.
+ */
+export function problemLines(stderr: string): string[] {
+  return stderr.split("\n").filter((line) => /^(error|warning): /.test(line));
+}
+
 export interface PeerResult {
   id: number;
   exitCode: number | null;

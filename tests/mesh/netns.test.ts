@@ -121,7 +121,7 @@ describe("11. a network cut", () => {
       await Promise.all(peers.map((p) => p.waitFor(/mesh up/, 15_000)));
       await run(["ip", "-n", ns[0], "link", "set", veth[0], "down"]);
       const cutAtMs = performance.now();
-      expect(peers.map((p) => exchangeDoneLine.test(p.stdout))).toEqual([false, false]);
+      expect(peers.map((p) => exchangeDoneLine.test(p.stderr))).toEqual([false, false]);
       const exits = await allExited(peers, runBoundMs);
       const stopMs = exits.map((e) => Math.round(e.exitAtMs - cutAtMs));
       const messages = exits.map((e) => {

@@ -61,7 +61,7 @@ describe("output path is the input", () => {
         expect(errorLine(exits[1])).toBe(
           `output ${outputs[1]} is the input ${inputs[1]} (same file): the sort would replace its own input; choose another output path`,
         );
-        expect(exits[1].stdout).not.toMatch(/read \d/); // refused before any data moved
+        expect(exits[1].stderr).not.toMatch(/read \d/); // refused before any data moved
         expect(readFileSync(inputs[1]).equals(before)).toBe(true);
         expect(exits[0].exitCode).toBe(1);
         expect(errorLine(exits[0])).toMatch(/^peer 1 aborted: output .* is the input /);

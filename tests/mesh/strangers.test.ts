@@ -182,7 +182,7 @@ function strangerLoad(ports: number[], fingerprint: Uint8Array, mesh: Peer[]) {
         // Claim to be peer target+1 only once the target has it: otherwise this
         // stranger would take that peer's place (possible without a secret; see docs).
         const sender = (target + 1) % peers;
-        if (!new RegExp(`peer ${sender} connected`).test(mesh[target].stdout)) continue;
+        if (!new RegExp(`peer ${sender} connected`).test(mesh[target].stderr)) continue;
       }
       results.push(await stranger(ports[target], target, kind, payload(kind, target, fingerprint)));
       await Bun.sleep(strangerPauseMs);

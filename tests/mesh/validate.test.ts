@@ -6,6 +6,7 @@ import {
   leftoverTempFiles,
   makeRecords,
   outputPaths,
+  problemLines,
   removeDir,
   runPeers,
   tempDir,
@@ -31,9 +32,13 @@ describe("sort --validate", () => {
         extraArgs: ["--validate"],
       });
       for (const r of results)
-        expect({ id: r.id, exit: r.exitCode, err: r.stderr }).toEqual({ id: r.id, exit: 0, err: "" });
+        expect({ id: r.id, exit: r.exitCode, err: problemLines(r.stderr) }).toEqual({
+          id: r.id,
+          exit: 0,
+          err: [],
+        });
       expect(verifyOutputs(inputs, outputs)).toEqual([]);
-      const out0 = results[0].stdout;
+      const out0 = results[0].stderr;
       expect(out0).toContain("validate: Records: 5500");
       // Duplicate keys counted across the whole concatenation, independently here.
       const keys = data.flatMap((d) =>
@@ -43,7 +48,7 @@ describe("sort --validate", () => {
       );
       const dups = keys.length - new Set(keys).size;
       expect(out0).toContain(`validate: Duplicate keys: ${dups}`);
-      for (const r of results) expect(r.stdout).toContain("VALID: outputs sorted");
+      for (const r of results) expect(r.stderr).toContain("VALID: outputs sorted");
     } finally {
       removeDir(dir);
     }

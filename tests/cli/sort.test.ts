@@ -1,0 +1,114 @@
+/**
+ * The sort command's table to runPeer's SortOptions, and the peer flags demo and
+ * bench hand on: parsed once, checked, and passed through unchanged.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseCommandArgs } from "../../src/cli/args.ts";
+import { peerArgv, peerFlags } from "../../src/cli/peer-flags.ts";
+import { sortArgs, toSortOptions } from "../../src/cli/sort.ts";
+import { UsageError } from "../../src/errors.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "netsort-sort-cli-test-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const config = join(dir, "cluster.yaml");
+writeFileSync(
+  config,
+  "servers:\n  - { serverId: 0, host: 127.0.0.1, port: 5000 }\n  - { serverId: 1, host: 127.0.0.1, port: 5001 }\n",
+);
+const secretFile = join(dir, "secret");
+writeFileSync(secretFile, "a long enough secret\n");
+
+const options = (extra: string[]) =>
+  toSortOptions(parseCommandArgs("sort", sortArgs, ["1", "in.dat", "out.dat", config, ...extra]));
+
+describe("sort: arguments to SortOptions", () => {
+  test("defaults: bits partition, no memory budget, no temp dir, the limits' timeouts", () => {
+    const o = options([]);
+    expect(o).toMatchObject({
+      serverId: 1,
+      inputFile: "in.dat",
+      outputFile: "out.dat",
+      retryIntervalMs: 250,
+      connectTimeoutMs: 60_000,
+      idleTimeoutMs: 5000,
+      helloTimeoutMs: 2000,
+      validate: false,
+      partition: "bits",
+      memoryBytes: null,
+      tempDir: null,
+    });
+    expect(o.config.servers).toHaveLength(2);
+  });
+
+  test("--partition, --memory (binary units), --temp-dir and the timeouts reach SortOptions", () => {
+    const o = options([
+      "--partition",
+      "sample",
+      "--memory",
+      "1.5gb",
+      "--temp-dir",
+      "/scratch",
+      "--retry-ms=100",
+      "--validate",
+      "--secret-file",
+      secretFile,
+    ]);
+    expect(o.partition).toBe("sample");
+    expect(o.memoryBytes).toBe(1.5 * 1024 ** 3);
+    expect(o.tempDir).toBe("/scratch");
+    expect(o.retryIntervalMs).toBe(100);
+    expect(o.validate).toBe(true);
+    expect(new TextDecoder().decode(o.secret ?? new Uint8Array())).toBe("a long enough secret");
+    expect(options(["--memory", "512mb"]).memoryBytes).toBe(512 * 1024 ** 2);
+  });
+
+  test("bad values are usage errors naming the flag", () => {
+    expect(() => options(["--partition", "hash"])).toThrow(UsageError);
+    expect(() => options(["--memory", "1kb"])).toThrow("sort: --memory: must be between");
+    expect(() => options(["--memory", "2tb"])).toThrow("sort: --memory: size 2tb is more than");
+    expect(() => options(["--temp-dir"])).toThrow("sort: --temp-dir: needs a value");
+    expect(() =>
+      toSortOptions(parseCommandArgs("sort", sortArgs, ["2", "in.dat", "out.dat", config])),
+    ).toThrow(`config ${config}: serverId 2 is not listed`);
+  });
+});
+
+describe("peerArgv: what demo and bench pass to every peer", () => {
+  const parsePeerFlags = (raw: string[]) =>
+    parseCommandArgs("demo", { positionals: [], flags: peerFlags }, raw);
+
+  test("nothing given: nothing passed (the peers use their own defaults)", () => {
+    expect(peerArgv(parsePeerFlags([]))).toEqual([]);
+  });
+
+  test("each given flag is passed once, in a form sort parses back to the same value", () => {
+    const argv = peerArgv(
+      parsePeerFlags([
+        "--partition",
+        "sample",
+        "--memory",
+        "2gb",
+        "--temp-dir",
+        "/t",
+        "--secret-file",
+        secretFile,
+      ]),
+    );
+    expect(argv).toEqual([
+      "--partition",
+      "sample",
+      "--memory",
+      String(2 * 1024 ** 3),
+      "--temp-dir",
+      "/t",
+      "--secret-file",
+      secretFile,
+    ]);
+    const o = options(argv);
+    expect([o.partition, o.memoryBytes, o.tempDir]).toEqual(["sample", 2 * 1024 ** 3, "/t"]);
+  });
+});
