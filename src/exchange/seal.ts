@@ -22,6 +22,7 @@ import {
   hkdfSync,
 } from "node:crypto";
 import { assert } from "../errors.ts";
+import type { ProofContext, ProofRole } from "./auth.ts";
 import {
   FINGERPRINT_BYTES,
   FRAME_HEADER_BYTES,
@@ -70,16 +71,10 @@ export class SealError extends ProtocolError {
   }
 }
 
-/** The connection identity and both fresh nonces, as in auth.ts's ProofContext. */
-export interface LinkContext {
-  fingerprint: Uint8Array;
-  dialerId: number;
-  listenerId: number;
-  dialerNonce: Uint8Array;
-  listenerNonce: Uint8Array;
-}
+/** The connection identity and both fresh nonces: the same fields the proofs are bound to. */
+export type LinkContext = ProofContext;
 
-export type LinkRole = "dialer" | "listener";
+export type LinkRole = ProofRole;
 
 /** One key per direction of one connection. */
 export interface LinkKeys {
@@ -387,4 +382,16 @@ export function linkOpener(
   bounds: SealBounds = defaultBounds,
 ): Opener {
   return new Opener(receiveKey(keys, role), sink, bounds);
+}
+
+/** This side's sealed channel for one link: derive the keys, then the Sealer and Opener. */
+export function sealedLink(
+  secret: Uint8Array,
+  c: LinkContext,
+  role: LinkRole,
+  sink: PlaintextSink,
+  bounds: SealBounds = defaultBounds,
+): { sealer: Sealer; opener: Opener } {
+  const keys = deriveLinkKeys(secret, c);
+  return { sealer: linkSealer(keys, role, bounds), opener: linkOpener(keys, role, sink, bounds) };
 }
