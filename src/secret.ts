@@ -242,3 +242,27 @@ export function writeSecretFile(path: string): void {
   }
   closeSync(fd);
 }
+
+/** True for names and addresses that stay on this machine: localhost, 127.0.0.0/8, ::1. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, "$1");
+  if (h === "localhost" || h.endsWith(".localhost")) return true;
+  if (h === "::1" || h === "0:0:0:0:0:0:0:1") return true;
+  const v4 = h.startsWith("::ffff:") ? h.slice("::ffff:".length) : h;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
+
+/**
+ * The one warning a peer without a secret logs when its cluster reaches beyond
+ * this machine, or null when every host is loopback (or a secret is set).
+ */
+export function noSecretWarning(hosts: readonly string[], secret: Uint8Array | null): string | null {
+  if (secret !== null) return null;
+  const remote = [...new Set(hosts.filter((h) => !isLoopbackHost(h)))];
+  if (remote.length === 0) return null;
+  const shown = remote.slice(0, 3).join(", ") + (remote.length > 3 ? `, and ${remote.length - 3} more` : "");
+  return `no shared secret, and the config names hosts beyond this machine (${shown}): anyone who can reach the peers' ports can read the records, inject records or abort the sort. Create a secret with \`netsort secret <file>\`, copy it to every peer (mode 0600) and pass --secret-file`;
+}
