@@ -102,7 +102,7 @@ export function checkSecret(secret: Uint8Array, source: string): void {
   const hint = "generate one with `netsort secret <file>`";
   if (secret.length < minSecretBytes || secret.length > maxSecretBytes) {
     throw new UsageError(
-      `${source}: the secret is ${secret.length} bytes; it must be ${minSecretBytes} to ${maxSecretBytes} (${hint})`,
+      `${source}: the secret must be ${minSecretBytes} to ${maxSecretBytes} bytes, got ${secret.length} (${hint})`,
     );
   }
   const symbols = secretSymbols(secret);
