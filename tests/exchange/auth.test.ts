@@ -1,13 +1,34 @@
 import { describe, expect, test } from "bun:test";
 import {
+  dialerProof,
+  dialerProofValid,
   isNoProof,
+  listenerProof,
+  listenerProofValid,
   makeProof,
   newNonce,
   noProof,
   type ProofContext,
   proofMatches,
 } from "../../src/exchange/auth.ts";
-import { FINGERPRINT_BYTES, NONCE_BYTES, PROOF_BYTES } from "../../src/exchange/protocol.ts";
+import {
+  decodeAuth,
+  decodeHello,
+  decodeWelcome,
+  encodeAuth,
+  encodeHello,
+  encodeSummary,
+  encodeWelcome,
+  FINGERPRINT_BYTES,
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+  FrameType,
+  NONCE_BYTES,
+  PROOF_BYTES,
+  writeHeader,
+} from "../../src/exchange/protocol.ts";
+import { SealError, sealedLink } from "../../src/exchange/seal.ts";
+import { RECORD_BYTES } from "../../src/record.ts";
 
 const secret = new TextEncoder().encode("correct horse battery staple");
 
@@ -26,7 +47,7 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
 /** The documented construction, computed with WebCrypto (a different implementation than node:crypto). */
 async function referenceProof(secretBytes: Uint8Array, role: string, c: ProofContext): Promise<Uint8Array> {
-  const label = new TextEncoder().encode(`netsort-v1-${role}`);
+  const label = new TextEncoder().encode(`netsort-v2-${role}`);
   const ids = new Uint8Array([c.dialerId >> 8, c.dialerId & 0xff, c.listenerId >> 8, c.listenerId & 0xff]);
   const message = Buffer.concat([label, c.fingerprint, ids, c.dialerNonce, c.listenerNonce]);
   const key = new Uint8Array(secretBytes); // an ArrayBuffer-backed copy, as WebCrypto's types want
@@ -35,7 +56,7 @@ async function referenceProof(secretBytes: Uint8Array, role: string, c: ProofCon
 }
 
 describe("makeProof", () => {
-  test("is HMAC-SHA256 over role label, fingerprint, ids and both nonces", async () => {
+  test("is HMAC-SHA256 over the v2 role label, fingerprint, ids and both nonces", async () => {
     for (const role of ["dialer", "listener"] as const) {
       for (const c of [context(), context({ dialerId: 1023, listenerId: 256 })]) {
         const proof = makeProof(secret, role, c);
@@ -119,5 +140,126 @@ describe("proofMatches / isNoProof / newNonce", () => {
     }
     expect(nonces.size).toBe(100);
     expect(nonces.has(hex(new Uint8Array(NONCE_BYTES)))).toBe(false);
+  });
+});
+
+describe("handshake steps: the dialer proves first", () => {
+  const c = context();
+  const wrong = new TextEncoder().encode("correct horse battery stapler");
+
+  test("each check accepts only the other side's proof under the same secret and context", () => {
+    expect(dialerProofValid(secret, c, dialerProof(secret, c))).toBe(true);
+    expect(listenerProofValid(secret, c, listenerProof(secret, c))).toBe(true);
+    // Reflection: a side's own proof sent back is not the other side's.
+    expect(dialerProofValid(secret, c, listenerProof(secret, c))).toBe(false);
+    expect(listenerProofValid(secret, c, dialerProof(secret, c))).toBe(false);
+    // Another secret, another connection's nonces, nothing at all.
+    expect(dialerProofValid(secret, c, dialerProof(wrong, c))).toBe(false);
+    expect(listenerProofValid(secret, c, listenerProof(wrong, c))).toBe(false);
+    const other = context({ listenerNonce: new Uint8Array(NONCE_BYTES).fill(0x2f) });
+    expect(dialerProofValid(secret, c, dialerProof(secret, other))).toBe(false);
+    expect(dialerProofValid(secret, c, noProof)).toBe(false);
+    expect(hex(dialerProof(secret, c))).toBe(hex(makeProof(secret, "dialer", c)));
+    expect(hex(listenerProof(secret, c))).toBe(hex(makeProof(secret, "listener", c)));
+  });
+
+  /**
+   * The documented order run over in-memory byte streams with the real encoders,
+   * FrameDecoder and seal.ts: HELLO -> WELCOME (no proof) -> AUTH (dialer) ->
+   * AUTH (listener) -> sealed frames both ways. Returns what each side saw.
+   */
+  function handshake(dialerSecret: Uint8Array, listenerSecret: Uint8Array) {
+    const fingerprint = new Uint8Array(FINGERPRINT_BYTES).fill(0x42);
+    const toListener: Uint8Array[] = [];
+    const toDialer: Uint8Array[] = [];
+    const dialerNonce = newNonce();
+    toListener.push(encodeHello({ senderId: 1, receiverId: 2, peers: 3, fingerprint, nonce: dialerNonce }));
+    // Listener: reads HELLO, answers WELCOME with its nonce and no proof.
+    const hello = decodeHello(toListener[0].subarray(FRAME_HEADER_BYTES));
+    const listenerNonce = newNonce();
+    toDialer.push(encodeWelcome({ listenerId: 2, fingerprint, nonce: listenerNonce, proof: noProof }));
+    // Dialer: reads WELCOME, proves first.
+    const welcome = decodeWelcome(toDialer[0].subarray(FRAME_HEADER_BYTES));
+    expect(isNoProof(welcome.proof)).toBe(true);
+    const dialerCtx: ProofContext = {
+      fingerprint,
+      dialerId: 1,
+      listenerId: welcome.listenerId,
+      dialerNonce,
+      listenerNonce: welcome.nonce,
+    };
+    toListener.push(encodeAuth(dialerProof(dialerSecret, dialerCtx)));
+    // Listener: verifies before it says anything that depends on its secret.
+    const listenerCtx: ProofContext = {
+      fingerprint,
+      dialerId: hello.senderId,
+      listenerId: 2,
+      dialerNonce: hello.nonce,
+      listenerNonce,
+    };
+    const got = decodeAuth(toListener[1].subarray(FRAME_HEADER_BYTES));
+    if (!dialerProofValid(listenerSecret, listenerCtx, got)) return { listenerAccepted: false, toDialer };
+    toDialer.push(encodeAuth(listenerProof(listenerSecret, listenerCtx)));
+    const dialerAccepted = listenerProofValid(
+      dialerSecret,
+      dialerCtx,
+      decodeAuth(toDialer[1].subarray(FRAME_HEADER_BYTES)),
+    );
+    return { listenerAccepted: true, dialerAccepted, dialerCtx, listenerCtx, toDialer };
+  }
+
+  test("same secret: both accept, then sealed DATA and DONE reach the listener's FrameDecoder intact", () => {
+    const h = handshake(secret, secret);
+    expect(h.listenerAccepted).toBe(true);
+    expect(h.dialerAccepted).toBe(true);
+    const records = new Uint8Array(3 * RECORD_BYTES).map((_, i) => i);
+    const data = new Uint8Array(FRAME_HEADER_BYTES + records.length);
+    writeHeader(data, 0, FrameType.Data, records.length);
+    data.set(records, FRAME_HEADER_BYTES);
+    const received: Uint8Array[] = [];
+    const controls: FrameType[] = [];
+    const decoder = new FrameDecoder(
+      {
+        onControl: (type) => controls.push(type),
+        onRecords: (buf, offset, length) => received.push(buf.slice(offset, offset + length)),
+      },
+      new Set([FrameType.Data, FrameType.Done]),
+    );
+    const dialer = sealedLink(secret, h.dialerCtx!, "dialer", () => {});
+    const listener = sealedLink(secret, h.listenerCtx!, "listener", (bytes) => decoder.push(bytes));
+    const wire = Buffer.concat([
+      dialer.sealer.seal(data),
+      dialer.sealer.seal(encodeSummary(FrameType.Done, { records: 3, digest: 7 })),
+    ]);
+    // No record byte crosses in clear: the plaintext frame is nowhere in the wire bytes.
+    expect(wire.indexOf(Buffer.from(records.subarray(0, 32)))).toBe(-1);
+    for (let at = 0; at < wire.length; at += 37) listener.opener.push(wire.subarray(at, at + 37));
+    listener.opener.finish();
+    expect(hex(Buffer.concat(received))).toBe(hex(records));
+    expect(controls).toEqual([FrameType.Done]);
+    // The listener's answers open on the dialer's side, not on its own.
+    const ack = encodeSummary(FrameType.Ack, { records: 3, digest: 7 });
+    const back: Uint8Array[] = [];
+    sealedLink(secret, h.dialerCtx!, "dialer", (b) => back.push(b.slice())).opener.push(
+      listener.sealer.seal(ack),
+    );
+    expect(hex(Buffer.concat(back))).toBe(hex(ack));
+  });
+
+  test("wrong secret on the dialer: the listener refuses and has sent no proof (no offline guessing oracle)", () => {
+    const h = handshake(wrong, secret);
+    expect(h.listenerAccepted).toBe(false);
+    // All the dialer ever received: WELCOME, with an all-zero proof field.
+    expect(h.toDialer.length).toBe(1);
+    expect(isNoProof(decodeWelcome(h.toDialer[0].subarray(FRAME_HEADER_BYTES)).proof)).toBe(true);
+  });
+
+  test("a listener that does not hold the secret cannot produce a proof or open sealed frames", () => {
+    const c = context();
+    expect(listenerProofValid(secret, c, listenerProof(wrong, c))).toBe(false);
+    const frame = encodeSummary(FrameType.Done, { records: 1, digest: 1 });
+    const sealed = sealedLink(secret, c, "dialer", () => {}).sealer.seal(frame);
+    const impostor = sealedLink(wrong, c, "listener", () => {});
+    expect(() => impostor.opener.push(sealed)).toThrow(SealError);
   });
 });
