@@ -3,8 +3,6 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runCommand } from "citty";
-import secretCommand from "../src/cli/secret.ts";
 import { EXIT_USAGE, UsageError } from "../src/errors.ts";
 import {
   checkSecret,
@@ -16,6 +14,7 @@ import {
   noSecretWarning,
   writeSecretFile,
 } from "../src/secret.ts";
+import { runNetsort } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "netsort-secret-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -186,14 +185,16 @@ describe("writeSecretFile and `netsort secret`", () => {
     expect(readFileSync(file, "utf8")).toBe("keep me");
   });
 
-  test("the citty command writes the file, and two runs give different secrets", async () => {
+  test("`netsort secret` writes the file, two runs give different secrets, and it never overwrites", async () => {
     const a = join(dir, "cmd-a");
     const b = join(dir, "cmd-b");
-    await runCommand(secretCommand, { rawArgs: [a, "--quiet"] });
-    await runCommand(secretCommand, { rawArgs: [b, "--quiet"] });
+    expect((await runNetsort(["secret", a, "--quiet"])).code).toBe(0);
+    expect((await runNetsort(["secret", b, "--quiet"])).code).toBe(0);
     expect(statSync(a).mode & 0o777).toBe(0o600);
     expect(readFileSync(a, "utf8")).not.toBe(readFileSync(b, "utf8"));
-    await expect(runCommand(secretCommand, { rawArgs: [a] })).rejects.toThrow(UsageError);
+    const again = await runNetsort(["secret", a]);
+    expect(again.code).toBe(EXIT_USAGE);
+    expect(again.stderr).toMatch(/^error: .*cmd-a/m);
   });
 });
 

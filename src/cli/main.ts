@@ -52,6 +52,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "Validate a cluster config and list its peers",
     load: () => import("./config.ts").then((m) => m.default),
   },
+  secret: {
+    summary: "Write a fresh random shared secret to a new file (mode 0600)",
+    load: () => import("./secret.ts").then((m) => m.default),
+  },
 };
 
 export const commandNames: readonly string[] = Object.keys(commands);

@@ -3,21 +3,21 @@
  * to a new file with mode 0600. Copy the file to every peer and pass it as
  * `--secret-file`; peers then authenticate each other and seal every frame.
  */
-import { defineCommand } from "citty";
 import { log } from "../log.ts";
 import { generatedSecretBytes, writeSecretFile } from "../secret.ts";
-import { checkArgs, commonArgs } from "./args.ts";
+import { logFlags } from "./args.ts";
+import { defineCommand } from "./command.ts";
 
 const args = {
-  file: { type: "positional", description: "New secret file (never overwritten)", required: true },
-  ...commonArgs,
+  positionals: [{ name: "file", description: "New secret file (never overwritten)" }],
+  flags: { ...logFlags },
 } as const;
 
 export default defineCommand({
-  meta: { name: "secret", description: "Write a fresh random shared secret to a new file (mode 0600)" },
+  name: "secret",
+  summary: "Write a fresh random shared secret to a new file (mode 0600)",
   args,
-  run({ args: a, rawArgs }) {
-    checkArgs("secret", rawArgs, args);
+  run(a) {
     writeSecretFile(a.file);
     log.info(
       `wrote a ${generatedSecretBytes * 8}-bit random secret to ${a.file} (mode 0600); copy it to every peer (keep it 0600) and pass --secret-file ${a.file}`,

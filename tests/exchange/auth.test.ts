@@ -20,6 +20,7 @@ import {
   encodeSummary,
   encodeWelcome,
   FINGERPRINT_BYTES,
+  FLAG_SECRET,
   FRAME_HEADER_BYTES,
   FrameDecoder,
   FrameType,
@@ -173,14 +174,26 @@ describe("handshake steps: the dialer proves first", () => {
     const toListener: Uint8Array[] = [];
     const toDialer: Uint8Array[] = [];
     const dialerNonce = newNonce();
-    toListener.push(encodeHello({ senderId: 1, receiverId: 2, peers: 3, fingerprint, nonce: dialerNonce }));
+    toListener.push(
+      encodeHello({
+        senderId: 1,
+        receiverId: 2,
+        peers: 3,
+        flags: FLAG_SECRET,
+        settings: { validate: false, partition: "bits", idleTimeoutMs: 5_000 },
+        fingerprint,
+        outputTag: new Uint8Array(32),
+        nonce: dialerNonce,
+      }),
+    );
     // Listener: reads HELLO, answers WELCOME with its nonce and no proof.
     const hello = decodeHello(toListener[0].subarray(FRAME_HEADER_BYTES));
     const listenerNonce = newNonce();
-    toDialer.push(encodeWelcome({ listenerId: 2, fingerprint, nonce: listenerNonce, proof: noProof }));
+    toDialer.push(encodeWelcome({ listenerId: 2, flags: FLAG_SECRET, nonce: listenerNonce }));
     // Dialer: reads WELCOME, proves first.
     const welcome = decodeWelcome(toDialer[0].subarray(FRAME_HEADER_BYTES));
-    expect(isNoProof(welcome.proof)).toBe(true);
+    // WELCOME has no proof field at all: the listener proves nothing before the dialer has.
+    expect(toDialer[0].length).toBe(FRAME_HEADER_BYTES + 2 + 2 + 32);
     const dialerCtx: ProofContext = {
       fingerprint,
       dialerId: 1,
@@ -249,9 +262,9 @@ describe("handshake steps: the dialer proves first", () => {
   test("wrong secret on the dialer: the listener refuses and has sent no proof (no offline guessing oracle)", () => {
     const h = handshake(wrong, secret);
     expect(h.listenerAccepted).toBe(false);
-    // All the dialer ever received: WELCOME, with an all-zero proof field.
+    // All the dialer ever received: WELCOME, which carries no proof.
     expect(h.toDialer.length).toBe(1);
-    expect(isNoProof(decodeWelcome(h.toDialer[0].subarray(FRAME_HEADER_BYTES)).proof)).toBe(true);
+    expect(decodeWelcome(h.toDialer[0].subarray(FRAME_HEADER_BYTES)).flags).toBe(FLAG_SECRET);
   });
 
   test("a listener that does not hold the secret cannot produce a proof or open sealed frames", () => {
