@@ -18,7 +18,7 @@ import type { OutStream } from "../exchange/streams.ts";
 import { batchBytes } from "../limits.ts";
 import { makeOwnerFn, RECORD_BYTES, RECORD_WORDS } from "../record.ts";
 import type { HotFunction } from "../types.ts";
-import { makeSplitterOwnerFn } from "./sample.ts";
+import { makeSplitterOwnerFn, sampleHotFunctions } from "./sample.ts";
 
 const headerWords = FRAME_HEADER_BYTES / 4;
 const batchWords = batchBytes / 4;
@@ -154,6 +154,9 @@ export class Partitioner {
   }
 }
 
-/** The record loop, for JIT tuning (src/jit.ts). */
-// biome-ignore lint/complexity/useLiteralKeys: a private method, named for src/jit.ts
-export const partitionHotFunctions: ReadonlyArray<HotFunction> = [Partitioner.prototype["route"]];
+/** The record loop (and the sample mode's owner search), for JIT tuning (src/jit.ts). */
+export const partitionHotFunctions: ReadonlyArray<HotFunction> = [
+  // biome-ignore lint/complexity/useLiteralKeys: a private method, named for src/jit.ts
+  Partitioner.prototype["route"],
+  ...sampleHotFunctions,
+];

@@ -7,7 +7,8 @@
  *
  *   sampleRecordsFor(peers): number
  *       How many records each peer samples (at most), so the samples every peer
- *       receives stay bounded as the cluster grows.
+ *       receives stay bounded as the cluster grows (bounds in limits.ts: a sample
+ *       is at most sampleMaxRecords x 100 B = 409,600 B on the wire).
  *   drawSample(path, inputBytes, maxRecords): Uint8Array
  *       This peer's sample: whole records read with positioned reads at evenly
  *       spaced places over the file (not a pass over it); the whole input when it
@@ -32,14 +33,10 @@
 
 import { closeSync, openSync, readSync } from "node:fs";
 import { assert, errorMessage, NetsortError } from "../errors.ts";
+import { sampleMaxRecords, sampleMinRecords, sampleTotalMaxRecords } from "../limits.ts";
 import { rangeStart as bitsRangeStart, MAX_PEERS, RECORD_BYTES } from "../record.ts";
+import type { HotFunction } from "../types.ts";
 
-/** Each peer samples at most this many records (400 KB): ~4,096 samples per output range. */
-export const sampleMaxRecords = 4096;
-/** ...and fewer in big clusters, so every peer receives at most this many sample records in all (6.5 MB). */
-export const sampleTotalMaxRecords = 65_536;
-/** ...but never fewer than this (about 6% spread per range at worst). */
-export const sampleMinRecords = 256;
 /**
  * A sample is read at up to this many evenly spaced places, as runs of
  * consecutive records (256 places x 16 records = 4,096). Many places matter for
@@ -344,6 +341,9 @@ export function imbalanceWarning(
   const percent = ((100 * receivedRecords) / totalRecords).toFixed(1);
   return `this peer received ${receivedRecords} of ${totalRecords} records (${percent}%, ${times}x its fair share of ${Math.round(fair)}): the keys are not uniform, and --partition sample would balance them`;
 }
+
+/** The sample mode's slow path, for JIT tuning (src/jit.ts via partitionHotFunctions). */
+export const sampleHotFunctions: ReadonlyArray<HotFunction> = [searchSplitters];
 
 /** Bytes 0..5 of the record at `o` as an integer (exact in a double). */
 function prefixAt(buf: Uint8Array, o: number): number {

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NetsortError } from "../../src/errors.ts";
+import { sampleMaxRecords, sampleMinRecords } from "../../src/limits.ts";
 import {
   chooseSplitters,
   drawSample,
@@ -10,8 +11,6 @@ import {
   imbalanceWarning,
   makeSplitterOwnerFn,
   type PeerSample,
-  sampleMaxRecords,
-  sampleMinRecords,
   samplePlaces,
   sampleRange,
   sampleRecordsFor,
