@@ -154,9 +154,9 @@ function simulate(kind: string, sizes: number[]): Simulation {
   }
   const owner = makeSplitterOwnerFn(splitters, peers);
   const parts: number[][] = Array.from({ length: peers }, () => []);
-  for (const data of inputs) {
-    for (let o = 0; o < data.length; o += R) parts[owner(data, o)].push(o, inputs.indexOf(data));
-  }
+  inputs.forEach((data, input) => {
+    for (let o = 0; o < data.length; o += R) parts[owner(data, o)].push(o, input);
+  });
   const shares = parts.map((list) => {
     const out = new Uint8Array((list.length / 2) * R);
     for (let i = 0; i < list.length; i += 2)
@@ -210,6 +210,22 @@ describe("sample partitioning: balance, exact output, identical splitters", () =
       });
     }
   }
+
+  test("inputs far larger than their samples (4 x 150,000 records, samples of 2.7%) still balance within 1.10x", () => {
+    for (const kind of ["ascii", "skewed", "fewDistinctKeys"]) {
+      const peers = 4;
+      const inputs = [0, 1, 2, 3].map((p) => distributions[kind](150_000, p));
+      const samples = inputs.map((data) => ({
+        records: drawSample(writeInput(data), data.length, sampleRecordsFor(peers)),
+        inputRecords: data.length / R,
+      }));
+      expect(samples[0].records.length).toBe(sampleMaxRecords * R);
+      const owner = makeSplitterOwnerFn(chooseSplitters(samples, peers), peers);
+      const counts = new Array<number>(peers).fill(0);
+      for (const data of inputs) for (let o = 0; o < data.length; o += R) counts[owner(data, o)]++;
+      expect(Math.max(...counts) / (600_000 / peers)).toBeLessThanOrEqual(1.1);
+    }
+  });
 
   test("identical records cannot be split: still exact, all of them on one peer", () => {
     const sizes = [3000, 2000, 0, 1000];
