@@ -16,6 +16,12 @@ export const sendBudgetBytes = 24 * batchBytes;
 export const maxControlPayloadBytes = 4096;
 /** An abort reason is cut to this many bytes. */
 export const maxAbortReasonBytes = 1024;
+/** --partition sample: each peer samples at most this many records (400 KB), ~4,096 samples per output range. */
+export const sampleMaxRecords = 4096;
+/** ...and fewer in big clusters, so every peer receives at most this many sample records in all (6.5 MB). */
+export const sampleTotalMaxRecords = 65_536;
+/** ...but never fewer than this (a range's size then spreads by about 1/sqrt(256) = 6%). */
+export const sampleMinRecords = 256;
 /** The output is written in pieces of this many bytes. */
 export const writeChunkBytes = 8 * 1024 * 1024;
 /**

@@ -4,6 +4,12 @@
  * a full batch is sent without another copy, and when a peer's pool is all in
  * flight the partitioner waits for its `drain`: backpressure reaches the reader.
  * Records this peer owns go to a local batch and never touch a socket.
+ *
+ * Two ways to find the owner, chosen at construction: "bits" (splitters null)
+ * gives peer i the i-th equal range of 48-bit key prefixes (record.ts); "sample"
+ * compares the whole record with N-1 splitters (sample.ts). Either way the owner
+ * is one function fixed for the partitioner's life, so the record loop's call
+ * site sees one function per process.
  */
 
 import { assert, NetsortError } from "../errors.ts";
@@ -12,6 +18,7 @@ import type { OutStream } from "../exchange/streams.ts";
 import { batchBytes } from "../limits.ts";
 import { makeOwnerFn, RECORD_BYTES, RECORD_WORDS } from "../record.ts";
 import type { HotFunction } from "../types.ts";
+import { makeSplitterOwnerFn, sampleHotFunctions } from "./sample.ts";
 
 const headerWords = FRAME_HEADER_BYTES / 4;
 const batchWords = batchBytes / 4;
@@ -36,10 +43,12 @@ export class Partitioner {
     private readonly self: number,
     private readonly outs: ReadonlyArray<OutStream | null>,
     private readonly sink: LocalSink,
+    /** null: bits mode; else "sample" mode's N-1 splitter records (chooseSplitters in sample.ts). */
+    splitters: Uint8Array | null = null,
   ) {
     const peers = outs.length;
     assert(outs[self] === null, "no stream to ourselves");
-    this.owner = makeOwnerFn(peers);
+    this.owner = splitters === null ? makeOwnerFn(peers) : makeSplitterOwnerFn(splitters, peers);
     this.bufs = outs.map((_, k) => (k === self ? this.local : null));
     this.words = outs.map((_, k) => (k === self ? new Uint32Array(this.local.buffer) : null));
     this.fillWords = new Int32Array(peers);
@@ -145,6 +154,9 @@ export class Partitioner {
   }
 }
 
-/** The record loop, for JIT tuning (src/jit.ts). */
-// biome-ignore lint/complexity/useLiteralKeys: a private method, named for src/jit.ts
-export const partitionHotFunctions: ReadonlyArray<HotFunction> = [Partitioner.prototype["route"]];
+/** The record loop (and the sample mode's owner search), for JIT tuning (src/jit.ts). */
+export const partitionHotFunctions: ReadonlyArray<HotFunction> = [
+  // biome-ignore lint/complexity/useLiteralKeys: a private method, named for src/jit.ts
+  Partitioner.prototype["route"],
+  ...sampleHotFunctions,
+];

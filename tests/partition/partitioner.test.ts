@@ -62,6 +62,16 @@ function fakeStreams(peers: number, self: number, attachNow = true) {
   };
 }
 
+/** Independent sample-mode owner: the first splitter greater than the record (linear scan, memcmp), else the last peer. */
+function splitterOwner(splitters: Uint8Array, peers: number) {
+  return (buf: Uint8Array, o: number): number => {
+    const record = buf.subarray(o, o + 100);
+    for (let i = 0; i < peers - 1; i++)
+      if (Buffer.compare(record, splitters.subarray(i * 100, i * 100 + 100)) < 0) return i;
+    return peers - 1;
+  };
+}
+
 /**
  * Each owner got exactly its records of `data`, in input order (ours through the
  * local sink, the others' through their streams). Returns the expected bytes per owner.
@@ -72,10 +82,10 @@ function expectEveryRecordAtItsOwner(
   self: number,
   local: number[],
   received: number[][],
+  ownerOf: (buf: Uint8Array, o: number) => number = (buf, o) => owner(buf, o, peers),
 ): number[][] {
   const expected: number[][] = Array.from({ length: peers }, () => []);
-  for (let o = 0; o < data.length; o += 100)
-    expected[owner(data, o, peers)].push(...data.subarray(o, o + 100));
+  for (let o = 0; o < data.length; o += 100) expected[ownerOf(data, o)].push(...data.subarray(o, o + 100));
   for (let k = 0; k < peers; k++) {
     const got = k === self ? local : received[k];
     expect(got.length).toBe(expected[k].length);
@@ -105,6 +115,75 @@ describe("Partitioner", () => {
       p.finish();
       const expected = expectEveryRecordAtItsOwner(data, peers, self, local, received);
       for (let k = 0; k < peers; k++) expect(p.routed[k]).toBe(expected[k].length / 100);
+    });
+  }
+
+  test("bits mode is the default and unchanged: splitters null routes by the top bits of the key", async () => {
+    for (const peers of [3, 4]) {
+      const self = 0;
+      const { streams, received } = fakeStreams(peers, self);
+      const local: number[] = [];
+      const p = new Partitioner(
+        self,
+        streams,
+        (buf, offset, length) => {
+          for (let i = offset; i < offset + length; i++) local.push(buf[i]);
+        },
+        null,
+      );
+      const data = randomRecords(20_000, 5 + peers);
+      await p.push(data);
+      p.finish();
+      expectEveryRecordAtItsOwner(data, peers, self, local, received);
+    }
+  });
+
+  for (const peers of [2, 5, 8]) {
+    test(`sample mode, ${peers} peers: every record reaches the peer its splitters give, once, in input order`, async () => {
+      const self = 1;
+      // Splitters from the data itself, some sharing their first bytes with many
+      // records (the fast table's slow path), one equal to records of the input.
+      const data = randomRecords(Math.ceil((batchBytes / 100) * peers * 2.5), 20 + peers);
+      for (let o = 0; o < data.length; o += 300) data.set([0x41, 0x42, 0x43], o);
+      const picks: Buffer[] = [];
+      for (let i = 0; i < peers - 1; i++) {
+        const o = Math.floor(((i + 1) * data.length) / peers / 100) * 100;
+        picks.push(Buffer.from(data.subarray(o, o + 100)));
+      }
+      const splitters = new Uint8Array(Buffer.concat(picks.sort(Buffer.compare)));
+      const { streams, received } = fakeStreams(peers, self);
+      const local: number[] = [];
+      const p = new Partitioner(
+        self,
+        streams,
+        (buf, offset, length) => {
+          for (let i = offset; i < offset + length; i++) local.push(buf[i]);
+        },
+        splitters,
+      );
+      let pos = 0;
+      for (const size of [1, 37, 5000, 999, 20000]) {
+        const end = Math.min(data.length, pos + size * 100);
+        await p.push(data.subarray(pos, end));
+        pos = end;
+      }
+      await p.push(data.subarray(pos));
+      p.finish();
+      const expected = expectEveryRecordAtItsOwner(
+        data,
+        peers,
+        self,
+        local,
+        received,
+        splitterOwner(splitters, peers),
+      );
+      for (let k = 0; k < peers; k++) expect(p.routed[k]).toBe(expected[k].length / 100);
+      // ...which is not the bits mode's routing (a third of the keys start with 0x41).
+      let differs = 0;
+      const bySplitters = splitterOwner(splitters, peers);
+      for (let o = 0; o < data.length; o += 100)
+        if (owner(data, o, peers) !== bySplitters(data, o)) differs++;
+      expect(differs).toBeGreaterThan(0);
     });
   }
 
