@@ -283,7 +283,7 @@ export interface AcceptEvents {
   /** We told `peerId` of our failure. */
   onTold(peerId: number): void;
   /** The stream from `senderId` is open; `rest` are bytes after the handshake. */
-  onOpen(socket: LinkSocket, senderId: number, rest: Uint8Array): void;
+  onOpen(socket: LinkSocket, hello: Hello, rest: Uint8Array): void;
   /** A hello showed a cluster misconfiguration: fail this peer too, now or unless the mesh comes up. */
   onMismatch(error: MismatchError, when: "now" | "unless-up"): void;
   /** The connection was dropped (a stranger, a bad hello, a timeout): log it, rate-limited. */
@@ -344,7 +344,7 @@ export class AcceptHandshake {
       return;
     }
     if (this.state === "open" && this.hello !== null) {
-      this.events.onOpen(this.socket, this.hello.senderId, chunk.subarray(used));
+      this.events.onOpen(this.socket, this.hello, chunk.subarray(used));
     }
   }
 

@@ -22,6 +22,7 @@ import { Connection } from "./connection.ts";
 import { DialHandshake, type LinkSocket, type LocalIdentity, MismatchError } from "./handshake.ts";
 import {
   decodeReady,
+  decodeSample,
   decodeReason,
   decodeReasonExitCode,
   decodeSummary,
@@ -68,7 +69,7 @@ export interface LinkEvents {
 
 /** Frames the in-stream accepts in each state (ABORT and PING always). */
 const inAllowed: Record<InState, FrameType[]> = {
-  open: [FrameType.Data, FrameType.Done],
+  open: [FrameType.Sample, FrameType.Data, FrameType.Done],
   done: [FrameType.Ready],
   ready: [FrameType.Committed],
   committed: [FrameType.Confirmed],
@@ -85,6 +86,12 @@ export class PeerLink {
   private retryTimer: Timer | null = null;
   /** Set once we told this peer of our failure (ABORT on a stream, or REFUSE). */
   told = false;
+  /**
+   * --partition sample: records cannot be placed until every sample is in, so
+   * after this peer's SAMPLE its stream is held: the socket paused (TCP slows
+   * the sender) and bytes already read kept here, until release().
+   */
+  private holding: { chunks: Uint8Array[]; bytes: number } | null = null;
 
   constructor(
     readonly peer: ServerEntry,
@@ -94,6 +101,8 @@ export class PeerLink {
     private readonly helloTimeoutMs: number,
     private readonly retryIntervalMs: number,
     private readonly events: LinkEvents,
+    /** --partition sample: SAMPLE comes first on every stream, and the stream is held after it. */
+    private readonly sampling: boolean,
   ) {
     this.out = new OutStream(peer, peers);
   }
@@ -220,9 +229,9 @@ export class PeerLink {
   // ---- the incoming stream --------------------------------------------------------
 
   /** The listener accepted this peer's hello: its stream is open. */
-  attachIn(socket: LinkSocket, rest: Uint8Array): void {
+  attachIn(socket: LinkSocket, rest: Uint8Array, inputRecords: number): void {
     assert(this.in === null, `one stream from peer ${this.id}`);
-    const stream = new InStream(this.peer, new Connection<SocketHandler>());
+    const stream = new InStream(this.peer, new Connection<SocketHandler>(), inputRecords);
     this.in = stream;
     const decoder = new FrameDecoder(
       {
@@ -238,8 +247,10 @@ export class PeerLink {
     socket.data = {
       onData: (chunk) => {
         stream.conn.lastReceivedMs = performance.now();
+        if (this.holding !== null) return this.hold(socket, chunk);
         try {
-          decoder.push(chunk);
+          const used = decoder.push(chunk);
+          if (this.holding !== null) this.hold(socket, chunk.subarray(used));
         } catch (error) {
           this.events.onFail(this.violation(error), false);
         }
@@ -258,6 +269,15 @@ export class PeerLink {
       case FrameType.Abort:
         this.onAbort(payload);
         return;
+      case FrameType.Sample: {
+        if (!this.sampling) throw new ProtocolError("SAMPLE without --partition sample");
+        if (stream.sample !== null || stream.records > 0) throw new ProtocolError("SAMPLE after the stream began");
+        stream.sample = decodeSample(payload);
+        // Hold the rest of the stream until every sample is in (release()).
+        this.holding = { chunks: [], bytes: 0 };
+        this.inDecoder?.stop();
+        break;
+      }
       case FrameType.Done: {
         const done = decodeSummary(payload);
         if (done.records !== stream.records || done.digest !== stream.digest) {
@@ -286,6 +306,38 @@ export class PeerLink {
         return; // PING: lastReceivedMs already moved
     }
     this.events.onProgress();
+  }
+
+  /** Keep bytes read while the stream is held, and stop reading more (TCP then slows the sender). */
+  private hold(socket: LinkSocket, bytes: Uint8Array): void {
+    const holding = this.holding;
+    assert(holding !== null, "holding");
+    if (bytes.length > 0) {
+      holding.chunks.push(bytes.slice()); // the socket's buffer is only valid during the call
+      holding.bytes += bytes.length;
+    }
+    socket.pause();
+  }
+
+  /** Every sample is in: place the held bytes and read on. */
+  release(): void {
+    const holding = this.holding;
+    const stream = this.in;
+    if (holding === null || stream === null) return;
+    this.holding = null;
+    stream.conn.lastReceivedMs = performance.now();
+    this.inDecoder?.resume();
+    const socket = stream.conn.socket as LinkSocket | null;
+    for (const chunk of holding.chunks) {
+      if (this.holding !== null || stream.conn.closed) break;
+      socket?.data.onData(chunk);
+    }
+    socket?.resume();
+  }
+
+  /** True while the in-stream is held (its silence is ours, not the peer's). */
+  get held(): boolean {
+    return this.holding !== null;
   }
 
   private stepIn(stream: InStream, next: InState): void {
@@ -356,7 +408,9 @@ export class PeerLink {
   checkLiveness(nowMs: number, forgiveFromMs: number, idleTimeoutMs: number): NetsortError | null {
     for (const conn of this.connections()) {
       if (conn.socket === null || conn.closed) continue;
-      if (nowMs - Math.max(conn.lastReceivedMs, forgiveFromMs) > idleTimeoutMs) {
+      // A held stream is silent because we stopped reading it.
+      const heldIn = this.holding !== null && conn === this.in?.conn;
+      if (!heldIn && nowMs - Math.max(conn.lastReceivedMs, forgiveFromMs) > idleTimeoutMs) {
         return new NetsortError(
           `no traffic from peer ${this.id} (${endpoint(this.peer)}) for ${idleTimeoutMs} ms`,
         );

@@ -3,6 +3,7 @@
  * barriers (docs/protocol.md):
  *
  *   connected     every link open both ways
+ *   allSampled    (--partition sample) every peer's SAMPLE arrived
  *   allReceived   every incoming stream delivered DONE (checked, ACKed)
  *   allReady      every peer said READY (output durable) and ACKed our stream
  *   allCommitted  every peer said COMMITTED (output linked into place)
@@ -42,7 +43,7 @@ export interface MeshEvents {
 type OwnPhase = "exchanging" | "ready" | "committed" | "confirmed";
 const ownOrder: readonly OwnPhase[] = ["exchanging", "ready", "committed", "confirmed"];
 
-type Barrier = "connected" | "allReceived" | "allReady" | "allCommitted" | "allConfirmed";
+type Barrier = "connected" | "allSampled" | "allReceived" | "allReady" | "allCommitted" | "allConfirmed";
 
 export class Mesh {
   readonly self: ServerEntry;
@@ -76,6 +77,8 @@ export class Mesh {
   constructor(
     private readonly options: SortOptions,
     events: MeshEvents,
+    /** Our input's size in records, told to every peer in HELLO. */
+    inputRecords: number,
   ) {
     const { config, serverId } = options;
     this.self = config.servers[serverId];
@@ -88,6 +91,7 @@ export class Mesh {
       hello: {
         flags: helloFlags(options),
         settings: wireSettings(options),
+        inputRecords,
         fingerprint: fingerprintBytes(config.fingerprint),
         outputTag: outputTag(options.outputFile),
       },
@@ -113,9 +117,10 @@ export class Mesh {
             options.helloTimeoutMs,
             options.retryIntervalMs,
             linkEvents,
+            options.partition === "sample",
           ),
     );
-    for (const b of ["connected", "allReceived", "allReady", "allCommitted", "allConfirmed"] as const) {
+    for (const b of ["connected", "allSampled", "allReceived", "allReady", "allCommitted", "allConfirmed"] as const) {
       const d = Promise.withResolvers<void>();
       d.promise.catch(() => {});
       this.barriers.set(b, d);
@@ -182,6 +187,25 @@ export class Mesh {
 
   whenConnected(): Promise<void> {
     return this.wait("connected");
+  }
+
+  /** --partition sample: every other peer's SAMPLE arrived (their streams are held until releaseStreams). */
+  whenAllSampled(): Promise<void> {
+    return this.wait("allSampled");
+  }
+
+  /** Send our sample first on every outgoing stream (the mesh must be up). */
+  sendSample(frame: Uint8Array): void {
+    assert(this.options.partition === "sample", "SAMPLE only with --partition sample");
+    for (const link of this.otherLinks()) {
+      assert(link.out.state === "open" && link.out.records === 0, "SAMPLE comes first");
+      link.announce(frame);
+    }
+  }
+
+  /** Every sample is in and our store exists: read the held streams on. */
+  releaseStreams(): void {
+    for (const link of this.otherLinks()) link.release();
   }
 
   /** Every incoming stream has delivered DONE (checked). */
@@ -320,11 +344,12 @@ export class Mesh {
         },
         failureFrame: () => (this.failure.error === null ? null : this.failure.frame(FrameType.Refuse)),
         onTold: (peer) => this.failure.markTold(peer),
-        onOpen: (s, senderId, rest) => {
+        onOpen: (s, hello, rest) => {
+          const senderId = hello.senderId;
           this.handshakes.delete(handshake);
           const link = this.links[senderId];
           assert(link !== null && link !== undefined, "checkHello admits only other peers");
-          link.attachIn(s, rest);
+          link.attachIn(s, rest, hello.inputRecords);
         },
         onMismatch: (error: MismatchError, when) => {
           if (when === "now") this.fail(error);
@@ -396,6 +421,7 @@ export class Mesh {
     const all = (pred: (l: PeerLink) => boolean) => links.every(pred);
     const reached = {
       connected: all((l) => l.connected),
+      allSampled: all((l) => l.in?.sample != null),
       allReceived: all((l) => l.in?.reached("done") === true),
       allReady: own >= 1 && all((l) => l.in?.reached("ready") === true && l.out.state === "acked"),
       allCommitted: own >= 2 && all((l) => l.in?.reached("committed") === true),

@@ -24,6 +24,7 @@ export async function tellMisfit(options: SortOptions): Promise<void> {
     hello: {
       flags: helloFlags(options),
       settings: wireSettings(options),
+      inputRecords: 0,
       fingerprint: fingerprintBytes(config.fingerprint),
       outputTag: outputTag(options.outputFile),
     },

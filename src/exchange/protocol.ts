@@ -13,7 +13,7 @@
  * each type has a hard payload limit, checked before a byte of payload is kept.
  */
 import { assert } from "../errors.ts";
-import { maxAbortReasonBytes, maxControlPayloadBytes } from "../limits.ts";
+import { maxAbortReasonBytes, maxControlPayloadBytes, sampleMaxRecords } from "../limits.ts";
 import { RECORD_BYTES } from "../record.ts";
 
 export const FRAME_HEADER_BYTES = 8;
@@ -51,10 +51,15 @@ export enum FrameType {
   Committed = 11,
   /** dialer -> listener: after everyone's COMMITTED, my output is still mine and in place. */
   Confirmed = 12,
+  /** dialer -> listener, first on the stream with --partition sample: my input's size and a sample of it. */
+  Sample = 13,
 }
 
 export const OUTPUT_TAG_BYTES = 32;
-const HELLO_BYTES = 4 + 2 + 2 + 2 + 2 + 4 + 4 + FINGERPRINT_BYTES + OUTPUT_TAG_BYTES + NONCE_BYTES;
+const HELLO_BYTES = 4 + 2 + 2 + 2 + 2 + 4 + 4 + 8 + FINGERPRINT_BYTES + OUTPUT_TAG_BYTES + NONCE_BYTES;
+/** SAMPLE: the sender's input record count (u64), then whole sampled records. */
+const SAMPLE_HEADER_BYTES = 8;
+export const maxSamplePayloadBytes = SAMPLE_HEADER_BYTES + sampleMaxRecords * RECORD_BYTES;
 const WELCOME_BYTES = 2 + 2 + NONCE_BYTES;
 const DONE_BYTES = 8 + 4;
 /** READY's optional payload (--validate): a valsort summary, then the input checksum and record count. */
@@ -75,9 +80,12 @@ const payloadLimit: Record<FrameType, number> = {
   [FrameType.Refuse]: maxAbortReasonBytes,
   [FrameType.Committed]: 0,
   [FrameType.Confirmed]: 0,
+  [FrameType.Sample]: maxSamplePayloadBytes,
 };
 assert(
-  Object.values(payloadLimit).every((n) => n <= maxControlPayloadBytes || n === maxDataPayloadBytes),
+  Object.values(payloadLimit).every(
+    (n) => n <= maxControlPayloadBytes || n === maxDataPayloadBytes || n === maxSamplePayloadBytes,
+  ),
   "control frames fit the control buffer",
 );
 
@@ -125,6 +133,8 @@ export interface Hello {
   /** FLAG_SECRET when the sender has a shared secret. */
   flags: number;
   settings: WireSettings;
+  /** The sender's input size in records (for the fair share every peer expects). */
+  inputRecords: number;
   /** SHA-256 of the config's normalised server list. */
   fingerprint: Uint8Array;
   /** SHA-256 of (host identity, resolved output path): equal tags mean two peers write one file. */
@@ -147,9 +157,10 @@ export function encodeHello(h: Hello): Uint8Array {
   p[14] = partitionCodes.indexOf(h.settings.partition);
   p[15] = 0;
   v.setUint32(16, h.settings.idleTimeoutMs);
-  p.set(h.fingerprint, 20);
-  p.set(h.outputTag, 20 + FINGERPRINT_BYTES);
-  p.set(h.nonce, 20 + FINGERPRINT_BYTES + OUTPUT_TAG_BYTES);
+  v.setBigUint64(20, BigInt(h.inputRecords));
+  p.set(h.fingerprint, 28);
+  p.set(h.outputTag, 28 + FINGERPRINT_BYTES);
+  p.set(h.nonce, 28 + FINGERPRINT_BYTES + OUTPUT_TAG_BYTES);
   return frame(FrameType.Hello, p);
 }
 
@@ -167,15 +178,18 @@ export function decodeHello(p: Uint8Array): Hello {
   const partition = partitionCodes[p[14]];
   if (partition === undefined) throw new ProtocolError(`hello with unknown partition mode ${p[14]}`);
   if (p[13] > 1 || p[15] !== 0) throw new ProtocolError("hello with malformed settings");
+  const inputRecords = v.getBigUint64(20);
+  if (inputRecords > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError(`hello claims ${inputRecords} records`);
   return {
     senderId: v.getUint16(6),
     receiverId: v.getUint16(8),
     peers: v.getUint16(10),
     flags: p[12],
     settings: { validate: p[13] === 1, partition, idleTimeoutMs: v.getUint32(16) },
-    fingerprint: p.slice(20, 20 + FINGERPRINT_BYTES),
-    outputTag: p.slice(20 + FINGERPRINT_BYTES, 20 + FINGERPRINT_BYTES + OUTPUT_TAG_BYTES),
-    nonce: p.slice(20 + FINGERPRINT_BYTES + OUTPUT_TAG_BYTES, HELLO_BYTES),
+    inputRecords: Number(inputRecords),
+    fingerprint: p.slice(28, 28 + FINGERPRINT_BYTES),
+    outputTag: p.slice(28 + FINGERPRINT_BYTES, 28 + FINGERPRINT_BYTES + OUTPUT_TAG_BYTES),
+    nonce: p.slice(28 + FINGERPRINT_BYTES + OUTPUT_TAG_BYTES, HELLO_BYTES),
   };
 }
 
@@ -284,6 +298,33 @@ export function decodeReady(p: Uint8Array): Uint8Array | null {
   return p.slice();
 }
 
+/** One peer's sample, as SAMPLE carries it. */
+export interface SamplePayload {
+  inputRecords: number;
+  /** Whole records (a copy: safe to keep). */
+  records: Uint8Array;
+}
+
+export function encodeSample(s: SamplePayload): Uint8Array {
+  assert(s.records.length % RECORD_BYTES === 0, "a sample holds whole records");
+  const p = new Uint8Array(SAMPLE_HEADER_BYTES + s.records.length);
+  new DataView(p.buffer).setBigUint64(0, BigInt(s.inputRecords));
+  p.set(s.records, SAMPLE_HEADER_BYTES);
+  return frame(FrameType.Sample, p);
+}
+
+export function decodeSample(p: Uint8Array): SamplePayload {
+  if (p.length < SAMPLE_HEADER_BYTES || (p.length - SAMPLE_HEADER_BYTES) % RECORD_BYTES !== 0) {
+    throw new ProtocolError(`SAMPLE of ${p.length} bytes is not a count and whole records`);
+  }
+  const inputRecords = new DataView(p.buffer, p.byteOffset, SAMPLE_HEADER_BYTES).getBigUint64(0);
+  const records = (p.length - SAMPLE_HEADER_BYTES) / RECORD_BYTES;
+  if (inputRecords > BigInt(Number.MAX_SAFE_INTEGER) || Number(inputRecords) < records) {
+    throw new ProtocolError(`SAMPLE claims ${inputRecords} input records but holds ${records}`);
+  }
+  return { inputRecords: Number(inputRecords), records: p.slice(SAMPLE_HEADER_BYTES) };
+}
+
 export function encodeEmpty(
   type: FrameType.Ready | FrameType.Ping | FrameType.Committed | FrameType.Confirmed,
 ): Uint8Array {
@@ -313,6 +354,8 @@ export class FrameDecoder {
   private type: FrameType = FrameType.Ping;
   private remaining = -1; // payload bytes still expected; -1 = reading a header
   private readonly control = new Uint8Array(maxControlPayloadBytes);
+  /** A SAMPLE payload (the one control frame larger than `control`), sized by its checked length. */
+  private bulk: Uint8Array | null = null;
   private controlFill = 0;
   private readonly carry = new Uint8Array(RECORD_BYTES);
   private carryFill = 0;
@@ -348,7 +391,10 @@ export class FrameDecoder {
         pos = this.pushData(chunk, pos, end);
       } else {
         const take = Math.min(this.remaining, end - pos);
-        this.control.set(chunk.subarray(pos, pos + take), this.controlFill);
+        (this.type === FrameType.Sample && this.bulk !== null ? this.bulk : this.control).set(
+          chunk.subarray(pos, pos + take),
+          this.controlFill,
+        );
         this.controlFill += take;
         this.remaining -= take;
         pos += take;
@@ -361,6 +407,11 @@ export class FrameDecoder {
   /** Stop after the current frame: the rest of the stream belongs to another decoder. */
   stop(): void {
     this.stopped = true;
+  }
+
+  /** Take frames again after stop(): the caller pushes the bytes it held meanwhile. */
+  resume(): void {
+    this.stopped = false;
   }
 
   /** True when no frame is half-received: the stream may end here. */
@@ -390,6 +441,8 @@ export class FrameDecoder {
     this.remaining = length;
     this.controlFill = 0;
     this.headerFill = 0;
+    // Allocated only after the length passed its limit above (at most maxSamplePayloadBytes).
+    if (type === FrameType.Sample) this.bulk = new Uint8Array(length);
     if (length === 0) this.endFrame();
   }
 
@@ -428,6 +481,12 @@ export class FrameDecoder {
     this.remaining = -1;
     if (type === FrameType.Data) {
       assert(this.carryFill === 0, "a DATA frame ends on a record boundary");
+      return;
+    }
+    if (type === FrameType.Sample && this.bulk !== null) {
+      const payload = this.bulk;
+      this.bulk = null;
+      this.handlers.onControl(type, payload);
       return;
     }
     this.handlers.onControl(type, this.control.subarray(0, this.controlFill));

@@ -11,7 +11,7 @@ import { HUGE_PAGE_BYTES, hugeBuffer } from "../mem.ts";
 import { RECORD_BYTES } from "../record.ts";
 import type { ServerEntry } from "../types.ts";
 import { Connection } from "./connection.ts";
-import { encodeSummary, FRAME_HEADER_BYTES, FrameType, writeHeader } from "./protocol.ts";
+import { encodeSummary, FRAME_HEADER_BYTES, FrameType, type SamplePayload, writeHeader } from "./protocol.ts";
 
 /**
  * Batch buffers one outgoing stream may own: bounds its queued bytes. With many
@@ -161,12 +161,16 @@ export class InStream {
   state: InState = "open";
   records = 0;
   digest = 0;
+  /** With --partition sample: the peer's sample, first on its stream. */
+  sample: SamplePayload | null = null;
   /** The READY frame's validation payload (--validate), or null. */
   validation: Uint8Array | null = null;
 
   constructor(
     readonly peer: ServerEntry,
     readonly conn: Connection<SocketHandler>,
+    /** The peer's input size in records, from its hello. */
+    readonly inputRecords: number,
   ) {}
 
   /** One step along the path, or to lost; anything else is a bug (frames are checked before this). */

@@ -181,6 +181,7 @@ describe("handshake steps: the dialer proves first", () => {
         peers: 3,
         flags: FLAG_SECRET,
         settings: { validate: false, partition: "bits", idleTimeoutMs: 5_000 },
+        inputRecords: 0,
         fingerprint,
         outputTag: new Uint8Array(32),
         nonce: dialerNonce,

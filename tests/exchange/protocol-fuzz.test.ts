@@ -140,6 +140,7 @@ function runFuzz(seed: number): FuzzReport {
         peers: int(2000),
         flags: 0,
         settings: { validate: false, partition: "bits", idleTimeoutMs: 5000 },
+        inputRecords: 0,
         fingerprint: bytes(FINGERPRINT_BYTES),
         outputTag: bytes(32),
         nonce: bytes(NONCE_BYTES),

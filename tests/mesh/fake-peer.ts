@@ -242,6 +242,7 @@ export class FakePeer {
         peers,
         flags: 0,
         settings: defaultSettings,
+        inputRecords: 0,
         fingerprint: this.fingerprint,
         outputTag: newNonce(), // any tag but peer 0's: another output file
         nonce: newNonce(),

@@ -84,6 +84,7 @@ function helloBytes(fingerprint: Uint8Array, senderId: number, receiverId: numbe
     peers,
     flags: 0,
     settings: { validate: false, partition: "bits", idleTimeoutMs: 5_000 },
+    inputRecords: 0,
     fingerprint,
     outputTag: crypto.getRandomValues(new Uint8Array(32)),
     nonce: crypto.getRandomValues(new Uint8Array(32)),
