@@ -1,0 +1,264 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statfsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { NetsortError, UsageError } from "../../src/errors.ts";
+import { RECORD_BYTES, rangeEnd, rangeStart } from "../../src/record.ts";
+import { BucketStore } from "../../src/sort/buckets.ts";
+import { minimumStoreBytes, SpillingStore, type SpillingStoreOptions } from "../../src/sort/spill.ts";
+import { prng } from "../helpers.ts";
+
+const MB = 1024 * 1024;
+const root = mkdtempSync(join(tmpdir(), "netsort-spill-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let dirs = 0;
+/** A fresh, empty temp dir per test, so "nothing left behind" is checkable. */
+function freshDir(): string {
+  const dir = join(root, `t${dirs++}`);
+  mkdirSync(dir);
+  return dir;
+}
+
+type Shape = "uniform" | "skewed" | "equalKeys";
+
+/** `count` records owned by `peer` of `peers`: uniform, 90% on one 48-bit prefix, or all with one key. */
+function makeRecords(seed: number, count: number, peer: number, peers: number, shape: Shape): Uint8Array {
+  const random = prng(seed);
+  const start = rangeStart(peer, peers);
+  const width = rangeEnd(peer, peers) - start;
+  const hot = start + Math.floor(random() * width);
+  const data = new Uint8Array(count * RECORD_BYTES);
+  const words = new Uint32Array(data.buffer);
+  for (let i = 0; i < words.length; i++) words[i] = random() * 2 ** 32;
+  for (let r = 0; r < count; r++) {
+    const o = r * RECORD_BYTES;
+    const p = shape === "uniform" || random() >= 0.9 ? start + Math.floor(random() * width) : hot;
+    const hi = Math.floor(p / 2 ** 24);
+    const lo = p % 2 ** 24;
+    data.set([hi >>> 16, (hi >>> 8) & 0xff, hi & 0xff, lo >>> 16, (lo >>> 8) & 0xff, lo & 0xff], o);
+    if (shape === "equalKeys") data.fill(0x5a, o + 6, o + 10);
+  }
+  return data;
+}
+
+/** Add in network-sized batches (256,000 B, like the mesh's frames). */
+function addAll(
+  store: { add(buf: Uint8Array, offset: number, length: number): void },
+  data: Uint8Array,
+): void {
+  const batch = 2560 * RECORD_BYTES;
+  for (let o = 0; o < data.length; o += batch) store.add(data, o, Math.min(batch, data.length - o));
+}
+
+function drain(chunks: Iterable<Uint8Array>): Buffer {
+  const out: Buffer[] = [];
+  for (const chunk of chunks) out.push(Buffer.from(chunk));
+  return Buffer.concat(out);
+}
+
+/** Today's path: the whole share in one BucketStore. */
+function inMemory(data: Uint8Array, peer: number, peers: number): Buffer {
+  const store = new BucketStore({
+    rangeStart: rangeStart(peer, peers),
+    rangeEnd: rangeEnd(peer, peers),
+    expectedRecords: data.length / RECORD_BYTES,
+  });
+  addAll(store, data);
+  return drain(store.sortedRuns());
+}
+
+function spilling(
+  data: Uint8Array,
+  peer: number,
+  peers: number,
+  options: Partial<SpillingStoreOptions>,
+): { sorted: Buffer; store: SpillingStore; dir: string } {
+  const dir = options.tempDir ?? freshDir();
+  const store = new SpillingStore({
+    rangeStart: rangeStart(peer, peers),
+    rangeEnd: rangeEnd(peer, peers),
+    expectedRecords: data.length / RECORD_BYTES,
+    budgetBytes: minimumStoreBytes(),
+    tempDir: dir,
+    ...options,
+  });
+  addAll(store, data);
+  expect(store.records).toBe(data.length / RECORD_BYTES);
+  const sorted = drain(store.sortedChunks());
+  expect(readdirSync(dir)).toEqual([]);
+  return { sorted, store, dir };
+}
+
+describe("SpillingStore: byte-identical to the in-memory sort", () => {
+  const min = minimumStoreBytes();
+  for (const [shape, peer, peers] of [
+    ["uniform", 0, 1],
+    ["skewed", 2, 4],
+    ["equalKeys", 1, 3],
+  ] as const) {
+    test(`${shape} keys (peer ${peer} of ${peers}), budgets of 1x, 1.25x and 1.5x the minimum`, () => {
+      const data = makeRecords(peers * 10 + peer, 250_000, peer, peers, shape); // 25 MB
+      const expected = inMemory(data, peer, peers);
+      expect(expected.length).toBe(data.length);
+      for (const budgetBytes of [min, Math.floor(1.25 * min), Math.floor(1.5 * min)]) {
+        const { sorted, store } = spilling(data, peer, peers, { budgetBytes });
+        const f = store.figures;
+        expect(f.spills).toBeGreaterThanOrEqual(1);
+        expect(f.mergePasses).toBeGreaterThanOrEqual(1);
+        expect(f.spilledBytes).toBeGreaterThanOrEqual(f.spills * RECORD_BYTES);
+        expect(sorted.equals(expected)).toBe(true);
+        // Held memory (chunks counted whole, plus sort and merge buffers) stays within the budget.
+        expect(f.peakHeldBytes).toBeLessThanOrEqual(budgetBytes);
+        expect(f.peakHeldBytes).toBeGreaterThan(budgetBytes / 3);
+      }
+    });
+  }
+
+  test("more runs than the fan-in: intermediate merges, still identical", () => {
+    const data = makeRecords(77, 150_000, 0, 1, "uniform");
+    const expected = inMemory(data, 0, 1);
+    const fits = spilling(data, 0, 1, { budgetBytes: 64 * MB, maxRunBytes: 6 * MB, fanIn: 16 });
+    expect(fits.store.figures.mergePasses).toBe(1);
+    expect(fits.sorted.equals(expected)).toBe(true);
+    for (const fanIn of [2, 3]) {
+      const { sorted, store } = spilling(data, 0, 1, { budgetBytes: 64 * MB, maxRunBytes: 6 * MB, fanIn });
+      const f = store.figures;
+      expect(f.spills).toBeGreaterThan(fanIn);
+      expect(f.mergePasses).toBeGreaterThanOrEqual(2);
+      expect(f.runs).toBe(f.spills + f.mergePasses - 1);
+      expect(f.spilledBytes).toBeGreaterThan(data.length);
+      expect(sorted.equals(expected)).toBe(true);
+    }
+  });
+
+  test("a share that fits never touches the disk: the store's own runs, unchanged", () => {
+    const data = makeRecords(5, 30_000, 1, 2, "uniform");
+    const dir = freshDir();
+    const store = new SpillingStore({
+      rangeStart: rangeStart(1, 2),
+      rangeEnd: rangeEnd(1, 2),
+      expectedRecords: 30_000,
+      budgetBytes: 64 * MB,
+      tempDir: dir,
+    });
+    addAll(store, data);
+    const plain = new BucketStore({
+      rangeStart: rangeStart(1, 2),
+      rangeEnd: rangeEnd(1, 2),
+      expectedRecords: 30_000,
+    });
+    addAll(plain, data);
+    const lengths = (chunks: Iterable<Uint8Array>) => Array.from(chunks, (c) => c.length);
+    const ours = [...store.sortedChunks()].length;
+    expect(ours).toBe(lengths(plain.sortedRuns()).length);
+    const f = store.figures;
+    expect([f.spills, f.runs, f.spilledBytes, f.mergePasses, f.mergedBytes]).toEqual([0, 0, 0, 0, 0]);
+  });
+
+  test("whatever the budget, a batch bigger than a run is split, not held whole", () => {
+    const data = makeRecords(6, 100_000, 0, 1, "uniform");
+    const dir = freshDir();
+    const store = new SpillingStore({
+      rangeStart: 0,
+      rangeEnd: 2 ** 48,
+      expectedRecords: 100_000,
+      budgetBytes: minimumStoreBytes(),
+      maxRunBytes: 6 * MB,
+      tempDir: dir,
+    });
+    store.add(data, 0, data.length); // one 10 MB add
+    expect(store.figures.spills).toBeGreaterThanOrEqual(3);
+    expect(drain(store.sortedChunks()).equals(inMemory(data, 0, 1))).toBe(true);
+  });
+});
+
+describe("SpillingStore: nothing left behind", () => {
+  test("a missing temp dir is a usage error naming it", () => {
+    const missing = join(root, "no-such-dir");
+    const make = () =>
+      new SpillingStore({
+        rangeStart: 0,
+        rangeEnd: 2 ** 48,
+        expectedRecords: 0,
+        budgetBytes: minimumStoreBytes(),
+        tempDir: missing,
+      });
+    expect(make).toThrow(UsageError);
+    expect(make).toThrow(missing);
+  });
+
+  test(
+    "a process SIGKILLed while spilling leaves no file in the temp dir",
+    async () => {
+      const dir = freshDir();
+      const child = Bun.spawn([process.execPath, join(import.meta.dir, "spill-child.ts"), dir], {
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      try {
+        const reader = child.stdout.getReader();
+        let text = "";
+        while (!text.includes("spilled 2")) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`child ended early: ${await new Response(child.stderr).text()}`);
+          text += new TextDecoder().decode(value);
+        }
+        // It holds its runs open while it fills the next one: files that exist, in that directory.
+        const fds = readdirSync(`/proc/${child.pid}/fd`).map((fd) => {
+          try {
+            return readlinkSync(`/proc/${child.pid}/fd/${fd}`);
+          } catch {
+            return "";
+          }
+        });
+        expect(fds.filter((target) => target.startsWith(dir)).length).toBeGreaterThanOrEqual(2);
+        expect(readdirSync(dir)).toEqual([]);
+        child.kill("SIGKILL");
+        await child.exited;
+        expect(child.signalCode).toBe("SIGKILL");
+        expect(readdirSync(dir)).toEqual([]);
+      } finally {
+        child.kill("SIGKILL");
+      }
+    },
+    { timeout: 60_000 },
+  );
+
+  const isRoot = process.getuid?.() === 0;
+  test.skipIf(!isRoot || process.platform !== "linux")(
+    "a full temp dir (1 MiB tmpfs) is a NetsortError naming it, and closing frees the space (needs root for mount)",
+    async () => {
+      const dir = freshDir();
+      const mount = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]);
+      expect(mount.exitCode).toBe(0);
+      try {
+        const freeBefore = statfsSync(dir).bfree;
+        const store = new SpillingStore({
+          rangeStart: 0,
+          rangeEnd: 2 ** 48,
+          expectedRecords: 100_000,
+          budgetBytes: minimumStoreBytes(),
+          tempDir: dir,
+        });
+        const data = makeRecords(9, 100_000, 0, 1, "uniform");
+        let error: unknown = null;
+        try {
+          addAll(store, data);
+        } catch (e) {
+          error = e;
+        }
+        expect(error).toBeInstanceOf(NetsortError);
+        expect(error).not.toBeInstanceOf(UsageError);
+        expect((error as Error).message).toContain(`temp dir ${dir}`);
+        expect((error as Error).message).toContain("no space left on device");
+        expect(statfsSync(dir).bfree).toBeLessThan(freeBefore);
+        store.close();
+        expect(readdirSync(dir)).toEqual([]);
+        expect(statfsSync(dir).bfree).toBe(freeBefore);
+      } finally {
+        Bun.spawnSync(["umount", dir]);
+      }
+    },
+    { timeout: 60_000 },
+  );
+});
