@@ -9,11 +9,17 @@
  * the store's own sorted runs, not copied.
  *
  * A spill is synchronous, inside add(): sorting and writing a run blocks the
- * event loop, so a run is at most maxSpillRunBytes, which keeps one spill well
- * under the idle timeout (default 5 s) whatever the budget: measured here at
- * ~0.4-0.6 s for a 256 MiB run (docs/performance.md has the figures). Spilling
- * asynchronously would need a second store to take the records arriving
- * meanwhile, halving the run size for the same budget and doubling the runs.
+ * event loop (and so the peer's pings and its reading of the sockets, which is
+ * what holds the senders back meanwhile). So a run is at most maxSpillRunBytes
+ * whatever the budget, which keeps one spill well inside the idle timeout
+ * (default 5 s): measured on the 2-core VM with 7 other jobs running (load
+ * average ~13), runs of 200 MiB took 1.2-1.5 s, of 100 MiB (what the 128 MiB
+ * cap holds) 0.43-1.0 s, of 69 MiB (a 128 MB budget) 0.39-0.87 s, the first
+ * one of a process the slowest. Spilling asynchronously would need a second
+ * store to take the records arriving meanwhile, halving the run size for the
+ * same budget. Big budgets make more runs of this size instead, and the fan-in
+ * grows with the budget (up to maxMergeFanIn), so 128 runs (16 GiB) still
+ * merge in one pass.
  *
  * Memory, for a budget B: the held records (chunks, counted whole: records plus
  * partly filled blocks), the sort's two buffers (sortBuffersMaxBytes), room for
@@ -34,14 +40,14 @@ import { fileRunSource, mergeSorted, piecesSource, type SortedSource } from "./m
 import { checkTempDir, ScratchFile } from "./scratch.ts";
 
 /** One spilled run is at most this many bytes: sorting and writing it blocks the event loop (see above). */
-export const maxSpillRunBytes = 256 * 1024 * 1024;
+export const maxSpillRunBytes = 128 * 1024 * 1024;
 /** A run of the merge is read through a buffer of this many bytes (whole records; big enough for sequential disk reads). */
 export const mergeReadBytes = 5120 * RECORD_BYTES;
 /** The merge's output buffer: each yielded chunk is at most this (whole records, ~2 MiB like the store's runs). */
 export const mergeOutputBytes = 20480 * RECORD_BYTES;
 /** Fan-in bounds: at least this many runs merged at once (even on a small budget), at most this many. */
 export const minMergeFanIn = 4;
-export const maxMergeFanIn = 64;
+export const maxMergeFanIn = 128;
 /** The merge's read buffers get at most this share of the budget (1/16): the fan-in follows from it. */
 const mergeBudgetShare = 1 / 16;
 /** A split of a big bucket (skewed keys) keeps up to 256 partly filled child blocks (buckets.ts). */

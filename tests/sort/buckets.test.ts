@@ -283,7 +283,7 @@ describe("BucketStore: reset and heldBytes (for the spilling store)", () => {
       collect(store);
       store.reset();
     }
-  });
+  }, 60_000);
 
   test("reset before the runs are consumed is an assertion failure", () => {
     const store = new BucketStore({ rangeStart: 0, rangeEnd: 2 ** 48, expectedRecords: 10 });

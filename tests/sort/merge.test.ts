@@ -7,6 +7,8 @@ import { fileRunSource, mergeSorted, piecesSource, type SortedSource } from "../
 import { ScratchFile } from "../../src/sort/scratch.ts";
 import { prng } from "../helpers.ts";
 
+/** Sorting a few thousand records per case with a JS reference: generous, for a loaded 2-core machine. */
+const slowTimeoutMs = 60_000;
 const dir = mkdtempSync(join(tmpdir(), "netsort-merge-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -83,23 +85,27 @@ function drain(chunks: Iterable<Uint8Array>, maxChunkBytes: number): Buffer {
 
 describe("mergeSorted: the merge of sorted parts equals a memcmp sort of all records", () => {
   for (const shape of ["uniform", "equalKeys", "samePrefix", "identical", "fewValues"] as const) {
-    test(`${shape}, fan-in 1..9 and 16`, () => {
-      for (const k of [1, 2, 3, 4, 5, 7, 9, 16]) {
-        const random = prng(k * 31 + shape.length);
-        const data = makeRecords(random, 1500 + k * 13, shape);
-        const parts = sortedParts(random, data, k);
-        const outRecords = 1 + ((random() * 60) | 0);
-        const out = new Uint8Array(outRecords * RECORD_BYTES);
-        const merged = drain(
-          mergeSorted(
-            parts.map((p) => randomPieces(random, p)),
-            out,
-          ),
-          out.length,
-        );
-        expect(merged.equals(referenceSort(data))).toBe(true);
-      }
-    });
+    test(
+      `${shape}, fan-in 1..9 and 16`,
+      () => {
+        for (const k of [1, 2, 3, 4, 5, 7, 9, 16]) {
+          const random = prng(k * 31 + shape.length);
+          const data = makeRecords(random, 1500 + k * 13, shape);
+          const parts = sortedParts(random, data, k);
+          const outRecords = 1 + ((random() * 60) | 0);
+          const out = new Uint8Array(outRecords * RECORD_BYTES);
+          const merged = drain(
+            mergeSorted(
+              parts.map((p) => randomPieces(random, p)),
+              out,
+            ),
+            out.length,
+          );
+          expect(merged.equals(referenceSort(data))).toBe(true);
+        }
+      },
+      slowTimeoutMs,
+    );
   }
 
   test("empty sources, all empty, and one record", () => {

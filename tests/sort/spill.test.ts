@@ -9,6 +9,8 @@ import { minimumStoreBytes, SpillingStore, type SpillingStoreOptions } from "../
 import { prng } from "../helpers.ts";
 
 const MB = 1024 * 1024;
+/** Sorting tens of MB a few times over: generous, for a loaded 2-core machine. */
+const heavyTimeoutMs = 120_000;
 const root = mkdtempSync(join(tmpdir(), "netsort-spill-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 let dirs = 0;
@@ -96,40 +98,48 @@ describe("SpillingStore: byte-identical to the in-memory sort", () => {
     ["skewed", 2, 4],
     ["equalKeys", 1, 3],
   ] as const) {
-    test(`${shape} keys (peer ${peer} of ${peers}), budgets of 1x, 1.25x and 1.5x the minimum`, () => {
-      const data = makeRecords(peers * 10 + peer, 250_000, peer, peers, shape); // 25 MB
-      const expected = inMemory(data, peer, peers);
-      expect(expected.length).toBe(data.length);
-      for (const budgetBytes of [min, Math.floor(1.25 * min), Math.floor(1.5 * min)]) {
-        const { sorted, store } = spilling(data, peer, peers, { budgetBytes });
-        const f = store.figures;
-        expect(f.spills).toBeGreaterThanOrEqual(1);
-        expect(f.mergePasses).toBeGreaterThanOrEqual(1);
-        expect(f.spilledBytes).toBeGreaterThanOrEqual(f.spills * RECORD_BYTES);
-        expect(sorted.equals(expected)).toBe(true);
-        // Held memory (chunks counted whole, plus sort and merge buffers) stays within the budget.
-        expect(f.peakHeldBytes).toBeLessThanOrEqual(budgetBytes);
-        expect(f.peakHeldBytes).toBeGreaterThan(budgetBytes / 3);
-      }
-    });
+    test(
+      `${shape} keys (peer ${peer} of ${peers}), budgets of 1x, 1.25x and 1.5x the minimum`,
+      () => {
+        const data = makeRecords(peers * 10 + peer, 250_000, peer, peers, shape); // 25 MB
+        const expected = inMemory(data, peer, peers);
+        expect(expected.length).toBe(data.length);
+        for (const budgetBytes of [min, Math.floor(1.25 * min), Math.floor(1.5 * min)]) {
+          const { sorted, store } = spilling(data, peer, peers, { budgetBytes });
+          const f = store.figures;
+          expect(f.spills).toBeGreaterThanOrEqual(1);
+          expect(f.mergePasses).toBeGreaterThanOrEqual(1);
+          expect(f.spilledBytes).toBeGreaterThanOrEqual(f.spills * RECORD_BYTES);
+          expect(sorted.equals(expected)).toBe(true);
+          // Held memory (chunks counted whole, plus sort and merge buffers) stays within the budget.
+          expect(f.peakHeldBytes).toBeLessThanOrEqual(budgetBytes);
+          expect(f.peakHeldBytes).toBeGreaterThan(budgetBytes / 3);
+        }
+      },
+      heavyTimeoutMs,
+    );
   }
 
-  test("more runs than the fan-in: intermediate merges, still identical", () => {
-    const data = makeRecords(77, 150_000, 0, 1, "uniform");
-    const expected = inMemory(data, 0, 1);
-    const fits = spilling(data, 0, 1, { budgetBytes: 64 * MB, maxRunBytes: 6 * MB, fanIn: 16 });
-    expect(fits.store.figures.mergePasses).toBe(1);
-    expect(fits.sorted.equals(expected)).toBe(true);
-    for (const fanIn of [2, 3]) {
-      const { sorted, store } = spilling(data, 0, 1, { budgetBytes: 64 * MB, maxRunBytes: 6 * MB, fanIn });
-      const f = store.figures;
-      expect(f.spills).toBeGreaterThan(fanIn);
-      expect(f.mergePasses).toBeGreaterThanOrEqual(2);
-      expect(f.runs).toBe(f.spills + f.mergePasses - 1);
-      expect(f.spilledBytes).toBeGreaterThan(data.length);
-      expect(sorted.equals(expected)).toBe(true);
-    }
-  });
+  test(
+    "more runs than the fan-in: intermediate merges, still identical",
+    () => {
+      const data = makeRecords(77, 150_000, 0, 1, "uniform");
+      const expected = inMemory(data, 0, 1);
+      const fits = spilling(data, 0, 1, { budgetBytes: 64 * MB, maxRunBytes: 6 * MB, fanIn: 16 });
+      expect(fits.store.figures.mergePasses).toBe(1);
+      expect(fits.sorted.equals(expected)).toBe(true);
+      for (const fanIn of [2, 3]) {
+        const { sorted, store } = spilling(data, 0, 1, { budgetBytes: 64 * MB, maxRunBytes: 6 * MB, fanIn });
+        const f = store.figures;
+        expect(f.spills).toBeGreaterThan(fanIn);
+        expect(f.mergePasses).toBeGreaterThanOrEqual(2);
+        expect(f.runs).toBe(f.spills + f.mergePasses - 1);
+        expect(f.spilledBytes).toBeGreaterThan(data.length);
+        expect(sorted.equals(expected)).toBe(true);
+      }
+    },
+    heavyTimeoutMs,
+  );
 
   test("a share that fits never touches the disk: the store's own runs, unchanged", () => {
     const data = makeRecords(5, 30_000, 1, 2, "uniform");
@@ -155,21 +165,25 @@ describe("SpillingStore: byte-identical to the in-memory sort", () => {
     expect([f.spills, f.runs, f.spilledBytes, f.mergePasses, f.mergedBytes]).toEqual([0, 0, 0, 0, 0]);
   });
 
-  test("whatever the budget, a batch bigger than a run is split, not held whole", () => {
-    const data = makeRecords(6, 100_000, 0, 1, "uniform");
-    const dir = freshDir();
-    const store = new SpillingStore({
-      rangeStart: 0,
-      rangeEnd: 2 ** 48,
-      expectedRecords: 100_000,
-      budgetBytes: minimumStoreBytes(),
-      maxRunBytes: 6 * MB,
-      tempDir: dir,
-    });
-    store.add(data, 0, data.length); // one 10 MB add
-    expect(store.figures.spills).toBeGreaterThanOrEqual(3);
-    expect(drain(store.sortedChunks()).equals(inMemory(data, 0, 1))).toBe(true);
-  });
+  test(
+    "whatever the budget, a batch bigger than a run is split, not held whole",
+    () => {
+      const data = makeRecords(6, 100_000, 0, 1, "uniform");
+      const dir = freshDir();
+      const store = new SpillingStore({
+        rangeStart: 0,
+        rangeEnd: 2 ** 48,
+        expectedRecords: 100_000,
+        budgetBytes: minimumStoreBytes(),
+        maxRunBytes: 6 * MB,
+        tempDir: dir,
+      });
+      store.add(data, 0, data.length); // one 10 MB add
+      expect(store.figures.spills).toBeGreaterThanOrEqual(3);
+      expect(drain(store.sortedChunks()).equals(inMemory(data, 0, 1))).toBe(true);
+    },
+    heavyTimeoutMs,
+  );
 });
 
 describe("SpillingStore: nothing left behind", () => {
