@@ -10,8 +10,9 @@
  *
  * A spill is synchronous, inside add(): sorting and writing a run blocks the
  * event loop (and so the peer's pings and its reading of the sockets, which is
- * what holds the senders back meanwhile). So a run is at most maxSpillRunBytes
- * whatever the budget, which keeps one spill well inside the idle timeout
+ * what holds the senders back meanwhile). So when the share is not expected to
+ * fit, a run is at most maxSpillRunBytes whatever the budget, which keeps one
+ * spill well inside the idle timeout
  * (default 5 s): measured on the 2-core VM with 7 other jobs running (load
  * average ~13), runs of 200 MiB took 1.2-1.5 s, of 100 MiB (what the 128 MiB
  * cap holds) 0.43-1.0 s, of 69 MiB (a 128 MB budget) 0.39-0.87 s, the first
@@ -19,7 +20,11 @@
  * store to take the records arriving meanwhile, halving the run size for the
  * same budget. Big budgets make more runs of this size instead, and the fan-in
  * grows with the budget (up to maxMergeFanIn), so 128 runs (16 GiB) still
- * merge in one pass.
+ * merge in one pass. Limitation: when the share was expected to fit but does
+ * not (expectedRecords far too low, as with skewed keys and key-bit ranges),
+ * the first spill holds the whole budget and blocks for as long as sorting
+ * that takes (~0.5 s per 100 MiB here): with budgets of several GiB, longer
+ * than the idle timeout.
  *
  * Memory, for a budget B: the held records (chunks, counted whole: records plus
  * partly filled blocks), the sort's two buffers (sortBuffersMaxBytes), room for
@@ -54,6 +59,8 @@ const mergeBudgetShare = 1 / 16;
 export const splitSlackBytes = 256 * blockBytes;
 /** A batch is added in pieces of at most this (the mesh's batch size), so the check before each piece stays close. */
 const maxAddPieceBytes = 2560 * RECORD_BYTES;
+/** Chunks held per byte of records, at most (BucketStore: partly filled blocks and chunks, "about 1.1 x D"). */
+const storeOverheadFactor = 1.1;
 /** Blocks per chunk in the BucketStore (2 MiB chunks of 64 blocks). */
 const blocksPerChunk = Math.floor(storeChunkBytes / blockBytes);
 /** The least run size worth spilling: below it, the runs (and merge passes) multiply. */
@@ -68,7 +75,7 @@ export interface SpillingStoreOptions extends BucketStoreOptions {
   tempDir: string;
   /** Most runs merged at once (default: from the budget, minMergeFanIn..maxMergeFanIn). */
   fanIn?: number;
-  /** Cap on one run, bytes (default maxSpillRunBytes; tests set it small to make many runs). */
+  /** Cap on one run when the share is not expected to fit, bytes (default maxSpillRunBytes; tests set it small to make many runs). */
   maxRunBytes?: number;
   /** Called after each spill, for logs: the first one is "starts spilling". */
   onSpill?: (spill: SpillEvent) => void;
@@ -121,16 +128,30 @@ export function fanInFor(budgetBytes: number): number {
   return Math.max(minMergeFanIn, Math.min(maxMergeFanIn, fits));
 }
 
+/**
+ * The most the held chunks can grow in one add of a piece: the piece can start
+ * a new block in every bucket plus one per block of records, and those blocks
+ * can need a new chunk in every group, plus one per 64 blocks.
+ */
+function addSlackOf(store: BucketStore): number {
+  const newBlocks = store.buckets + Math.ceil(maxAddPieceBytes / blockBytes);
+  return (store.groups + Math.ceil(newBlocks / blocksPerChunk)) * storeChunkBytes;
+}
+
 export class SpillingStore {
+  /** The expected share did not fit the budget at construction: runs of at most maxSpillRunBytes. */
+  readonly plannedSpill: boolean;
   private readonly inner: BucketStore;
   private readonly tempDir: string;
   private readonly fanIn: number;
   /** Held chunk bytes at which a run is cut (before the next piece is added). */
   private readonly runLimitBytes: number;
-  /** The most one piece can add to the held chunks: the piece, plus a fresh chunk for every group. */
+  /** The most one piece can add to the held chunks (addSlackOf). */
   private readonly addSlackBytes: number;
   private readonly onSpill: ((spill: SpillEvent) => void) | undefined;
   private runs: ScratchFile[] = [];
+  /** Every scratch file not yet closed (runs, and runs being merged): close() closes them all. */
+  private readonly open = new Set<ScratchFile>();
   private spilledRecords = 0;
   private consumed = false;
   private readonly stats: SpillFigures;
@@ -150,22 +171,26 @@ export class SpillingStore {
       budgetBytes - fixedBytes >= minSpillRunBytes,
       `budget ${budgetBytes} B leaves less than ${minSpillRunBytes} B for records at fan-in ${this.fanIn}`,
     );
-    const runBytes = Math.min(options.maxRunBytes ?? maxSpillRunBytes, budgetBytes - fixedBytes);
-    // Sized for what one run holds: with the whole share's size, a spilling
-    // store would have more buckets and groups than a run needs, and every one
-    // keeps a partly filled block or chunk. When the share fits, this is the
-    // in-memory store exactly as before.
-    const runRecords = Math.floor(runBytes / RECORD_BYTES);
-    this.inner = new BucketStore({
-      rangeStart: options.rangeStart,
-      rangeEnd: options.rangeEnd,
-      expectedRecords: Math.min(options.expectedRecords, runRecords),
-    });
-    // One piece can start a new block in every bucket plus one per block of
-    // records, and those blocks can need a new chunk in every group, plus one
-    // per 64 blocks: the most the held chunks can grow in one add.
-    const newBlocks = this.inner.buckets + Math.ceil(maxAddPieceBytes / blockBytes);
-    this.addSlackBytes = (this.inner.groups + Math.ceil(newBlocks / blocksPerChunk)) * storeChunkBytes;
+    const roomBytes = budgetBytes - fixedBytes;
+    const storeFor = (expectedRecords: number) =>
+      new BucketStore({ rangeStart: options.rangeStart, rangeEnd: options.rangeEnd, expectedRecords });
+    // When the expected share fits (with its partly filled blocks and chunks,
+    // and the most one add can take), the store is the in-memory one exactly as
+    // before, and a run is cut only if the share turns out bigger than expected
+    // (skewed keys), at the budget. Otherwise the store is sized for one run:
+    // sized for the whole share it would have more buckets and groups than a
+    // run needs, each keeping a partly filled block or chunk; and runs are cut
+    // at maxSpillRunBytes, so each synchronous spill stays short.
+    let inner = storeFor(options.expectedRecords);
+    let runBytes = roomBytes;
+    this.plannedSpill =
+      options.expectedRecords * RECORD_BYTES * storeOverheadFactor + addSlackOf(inner) > roomBytes;
+    if (this.plannedSpill) {
+      runBytes = Math.min(options.maxRunBytes ?? maxSpillRunBytes, roomBytes);
+      inner = storeFor(Math.min(options.expectedRecords, Math.floor(runBytes / RECORD_BYTES)));
+    }
+    this.inner = inner;
+    this.addSlackBytes = addSlackOf(inner);
     this.runLimitBytes = runBytes;
     this.onSpill = options.onSpill;
     this.stats = {
@@ -222,8 +247,8 @@ export class SpillingStore {
   private spill(): void {
     const startMs = performance.now();
     const records = this.inner.records;
-    const file = new ScratchFile(this.tempDir);
-    this.runs.push(file); // before writing: close() frees it whatever happens next
+    const file = this.newFile();
+    this.runs.push(file);
     for (const piece of this.inner.sortedRuns()) file.append(piece);
     assert(file.bytes === records * RECORD_BYTES, `run of ${records} records holds ${file.bytes} B`);
     this.notePeak(0);
@@ -275,7 +300,7 @@ export class SpillingStore {
         const take = Math.min(fanIn, this.runs.length + remainder - fanIn + 1);
         this.runs.sort((a, b) => a.bytes - b.bytes);
         const group = this.runs.slice(0, take);
-        const merged = new ScratchFile(this.tempDir);
+        const merged = this.newFile();
         this.runs = [merged, ...this.runs.slice(take)];
         const sources = group.map((run, i) => fileRunSource(run, readBuffers[i]));
         for (const chunk of mergeSorted(sources, out)) {
@@ -284,7 +309,7 @@ export class SpillingStore {
           yield EMPTY;
           resumedMs = performance.now();
         }
-        for (const run of group) run.close();
+        for (const run of group) this.closeFile(run);
         stats.runs++;
         stats.spilledBytes += merged.bytes;
         stats.mergePasses++;
@@ -308,9 +333,26 @@ export class SpillingStore {
     }
   }
 
-  /** Close every scratch file (their space is freed). Call on failure; safe to call again. */
+  /** A new scratch file, tracked before anything is written: close() frees it whatever happens next. */
+  private newFile(): ScratchFile {
+    const file = new ScratchFile(this.tempDir);
+    this.open.add(file);
+    return file;
+  }
+
+  private closeFile(file: ScratchFile): void {
+    file.close();
+    this.open.delete(file);
+  }
+
+  /**
+   * Close every scratch file (the kernel frees their space). sortedChunks()
+   * does it at its end, or when its generator is returned early; call it when a
+   * run fails before then. Safe to call again.
+   */
   close(): void {
-    for (const run of this.runs) run.close();
+    for (const file of this.open) file.close();
+    this.open.clear();
     this.runs = [];
   }
 }

@@ -120,16 +120,19 @@ describe("SpillingStore: byte-identical to the in-memory sort", () => {
     );
   }
 
+  /** Far more expected than the budget holds: runs of at most maxRunBytes from the start. */
+  const planned = { budgetBytes: 64 * MB, maxRunBytes: 6 * MB, expectedRecords: 10_000_000 };
+
   test(
     "more runs than the fan-in: intermediate merges, still identical",
     () => {
       const data = makeRecords(77, 150_000, 0, 1, "uniform");
       const expected = inMemory(data, 0, 1);
-      const fits = spilling(data, 0, 1, { budgetBytes: 64 * MB, maxRunBytes: 6 * MB, fanIn: 16 });
+      const fits = spilling(data, 0, 1, { ...planned, fanIn: 16 });
       expect(fits.store.figures.mergePasses).toBe(1);
       expect(fits.sorted.equals(expected)).toBe(true);
       for (const fanIn of [2, 3]) {
-        const { sorted, store } = spilling(data, 0, 1, { budgetBytes: 64 * MB, maxRunBytes: 6 * MB, fanIn });
+        const { sorted, store } = spilling(data, 0, 1, { ...planned, fanIn });
         const f = store.figures;
         expect(f.spills).toBeGreaterThan(fanIn);
         expect(f.mergePasses).toBeGreaterThanOrEqual(2);
@@ -141,29 +144,46 @@ describe("SpillingStore: byte-identical to the in-memory sort", () => {
     heavyTimeoutMs,
   );
 
-  test("a share that fits never touches the disk: the store's own runs, unchanged", () => {
-    const data = makeRecords(5, 30_000, 1, 2, "uniform");
-    const dir = freshDir();
-    const store = new SpillingStore({
-      rangeStart: rangeStart(1, 2),
-      rangeEnd: rangeEnd(1, 2),
-      expectedRecords: 30_000,
-      budgetBytes: 64 * MB,
-      tempDir: dir,
-    });
-    addAll(store, data);
-    const plain = new BucketStore({
-      rangeStart: rangeStart(1, 2),
-      rangeEnd: rangeEnd(1, 2),
-      expectedRecords: 30_000,
-    });
-    addAll(plain, data);
-    const lengths = (chunks: Iterable<Uint8Array>) => Array.from(chunks, (c) => c.length);
-    const ours = [...store.sortedChunks()].length;
-    expect(ours).toBe(lengths(plain.sortedRuns()).length);
-    const f = store.figures;
-    expect([f.spills, f.runs, f.spilledBytes, f.mergePasses, f.mergedBytes]).toEqual([0, 0, 0, 0, 0]);
-  });
+  test(
+    "a share that fits never touches the disk: the store's own runs, unchanged, whatever maxRunBytes says",
+    () => {
+      const data = makeRecords(5, 200_000, 1, 2, "uniform"); // 20 MB: more than maxRunBytes, less than the budget
+      const options = { rangeStart: rangeStart(1, 2), rangeEnd: rangeEnd(1, 2), expectedRecords: 200_000 };
+      const store = new SpillingStore({
+        ...options,
+        budgetBytes: 64 * MB,
+        maxRunBytes: 6 * MB,
+        tempDir: freshDir(),
+      });
+      expect(store.plannedSpill).toBe(false);
+      addAll(store, data);
+      const plain = new BucketStore(options);
+      addAll(plain, data);
+      const ours = Array.from(store.sortedChunks(), (c) => Buffer.from(c));
+      const theirs = Array.from(plain.sortedRuns(), (c) => Buffer.from(c));
+      // The same pieces: the in-memory store's own runs, neither merged nor re-cut.
+      expect(ours.map((c) => c.length)).toEqual(theirs.map((c) => c.length));
+      expect(Buffer.concat(ours).equals(Buffer.concat(theirs))).toBe(true);
+      const f = store.figures;
+      expect([f.spills, f.runs, f.spilledBytes, f.mergePasses, f.mergedBytes]).toEqual([0, 0, 0, 0, 0]);
+    },
+    heavyTimeoutMs,
+  );
+
+  test(
+    "a share far bigger than expected (skew) spills at the budget, still identical and within it",
+    () => {
+      const data = makeRecords(12, 250_000, 0, 4, "skewed");
+      const budgetBytes = Math.floor(1.25 * minimumStoreBytes());
+      const { sorted, store } = spilling(data, 0, 4, { budgetBytes, expectedRecords: 1_000 });
+      expect(store.plannedSpill).toBe(false);
+      const f = store.figures;
+      expect(f.spills).toBeGreaterThanOrEqual(1);
+      expect(f.peakHeldBytes).toBeLessThanOrEqual(budgetBytes);
+      expect(sorted.equals(inMemory(data, 0, 4))).toBe(true);
+    },
+    heavyTimeoutMs,
+  );
 
   test(
     "whatever the budget, a batch bigger than a run is split, not held whole",
@@ -186,7 +206,46 @@ describe("SpillingStore: byte-identical to the in-memory sort", () => {
   );
 });
 
+/** Descriptors of this process open on files in `dir` (unnamed files show as "<dir>/#<inode> (deleted)"). */
+function openIn(dir: string): number {
+  return readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
 describe("SpillingStore: nothing left behind", () => {
+  test.skipIf(process.platform !== "linux")(
+    "the scratch files are closed when the merge ends, is abandoned, or close() is called",
+    () => {
+      const data = makeRecords(14, 60_000, 0, 1, "uniform");
+      const options = {
+        budgetBytes: 64 * MB,
+        maxRunBytes: 6 * MB,
+        expectedRecords: 10_000_000,
+        rangeStart: 0,
+      };
+      for (const ending of ["end", "return", "close"] as const) {
+        const dir = freshDir();
+        const store = new SpillingStore({ ...options, rangeEnd: 2 ** 48, tempDir: dir }); // runs from the start
+        addAll(store, data);
+        expect(store.figures.spills).toBeGreaterThanOrEqual(2);
+        expect(openIn(dir)).toBe(store.figures.spills);
+        const chunks = store.sortedChunks();
+        expect(chunks.next().done).toBe(false);
+        if (ending === "end") for (const _ of chunks);
+        if (ending === "return") chunks.return(undefined);
+        if (ending === "close") store.close();
+        expect(openIn(dir)).toBe(0);
+        expect(readdirSync(dir)).toEqual([]);
+      }
+    },
+    heavyTimeoutMs,
+  );
+
   test("a missing temp dir is a usage error naming it", () => {
     const missing = join(root, "no-such-dir");
     const make = () =>
