@@ -12,19 +12,19 @@
  * event loop (and so the peer's pings and its reading of the sockets, which is
  * what holds the senders back meanwhile). So when the share is not expected to
  * fit, a run is at most maxSpillRunBytes whatever the budget, which keeps one
- * spill well inside the idle timeout
- * (default 5 s): measured on the 2-core VM with 7 other jobs running (load
+ * spill well inside the idle timeout (default 5 s): measured on the 2-core VM with 7 other jobs running (load
  * average ~13), runs of 200 MiB took 1.2-1.5 s, of 100 MiB (what the 128 MiB
  * cap holds) 0.43-1.0 s, of 69 MiB (a 128 MB budget) 0.39-0.87 s, the first
  * one of a process the slowest. Spilling asynchronously would need a second
  * store to take the records arriving meanwhile, halving the run size for the
  * same budget. Big budgets make more runs of this size instead, and the fan-in
  * grows with the budget (up to maxMergeFanIn), so 128 runs (16 GiB) still
- * merge in one pass. Limitation: when the share was expected to fit but does
- * not (expectedRecords far too low, as with skewed keys and key-bit ranges),
- * the first spill holds the whole budget and blocks for as long as sorting
- * that takes (~0.5 s per 100 MiB here): with budgets of several GiB, longer
- * than the idle timeout.
+ * merge in one pass. When the share was expected to fit but does not
+ * (expectedRecords too low, as with skewed keys and key-bit ranges), the first
+ * run is cut at 1.25x the expected share (or at the budget, if sooner), and
+ * later runs are capped: that first spill still blocks for as long as sorting
+ * 1.25x the expected share takes (~0.5 s per 100 MiB here), so an expected
+ * share of several GiB that then overflows can block past the idle timeout.
  *
  * Memory, for a budget B: the held records (chunks, counted whole: records plus
  * partly filled blocks), the sort's two buffers (sortBuffersMaxBytes), room for
@@ -61,6 +61,8 @@ export const splitSlackBytes = 256 * blockBytes;
 const maxAddPieceBytes = 2560 * RECORD_BYTES;
 /** Chunks held per byte of records, at most (BucketStore: partly filled blocks and chunks, "about 1.1 x D"). */
 const storeOverheadFactor = 1.1;
+/** A share expected to fit is cut into runs once it holds this many times the expected (then runs are capped). */
+const estimateMargin = 1.25;
 /** Blocks per chunk in the BucketStore (2 MiB chunks of 64 blocks). */
 const blocksPerChunk = Math.floor(storeChunkBytes / blockBytes);
 /** The least run size worth spilling: below it, the runs (and merge passes) multiply. */
@@ -141,13 +143,19 @@ function addSlackOf(store: BucketStore): number {
 export class SpillingStore {
   /** The expected share did not fit the budget at construction: runs of at most maxSpillRunBytes. */
   readonly plannedSpill: boolean;
-  private readonly inner: BucketStore;
+  private inner: BucketStore;
+  private readonly rangeStart: number;
+  private readonly rangeEnd: number;
+  /** Bytes a run may hold when runs are capped (maxSpillRunBytes, or the test's maxRunBytes, within the room). */
+  private readonly cappedRunBytes: number;
+  /** Runs are cut at cappedRunBytes: planned from the start, or since the share outgrew its estimate. */
+  private capped: boolean;
   private readonly tempDir: string;
   private readonly fanIn: number;
   /** Held chunk bytes at which a run is cut (before the next piece is added). */
-  private readonly runLimitBytes: number;
+  private runLimitBytes: number;
   /** The most one piece can add to the held chunks (addSlackOf). */
-  private readonly addSlackBytes: number;
+  private addSlackBytes: number;
   private readonly onSpill: ((spill: SpillEvent) => void) | undefined;
   private runs: ScratchFile[] = [];
   /** Every scratch file not yet closed (runs, and runs being merged): close() closes them all. */
@@ -172,26 +180,28 @@ export class SpillingStore {
       `budget ${budgetBytes} B leaves less than ${minSpillRunBytes} B for records at fan-in ${this.fanIn}`,
     );
     const roomBytes = budgetBytes - fixedBytes;
-    const storeFor = (expectedRecords: number) =>
-      new BucketStore({ rangeStart: options.rangeStart, rangeEnd: options.rangeEnd, expectedRecords });
+    this.rangeStart = options.rangeStart;
+    this.rangeEnd = options.rangeEnd;
+    this.cappedRunBytes = Math.min(options.maxRunBytes ?? maxSpillRunBytes, roomBytes);
     // When the expected share fits (with its partly filled blocks and chunks,
     // and the most one add can take), the store is the in-memory one exactly as
-    // before, and a run is cut only if the share turns out bigger than expected
-    // (skewed keys), at the budget. Otherwise the store is sized for one run:
-    // sized for the whole share it would have more buckets and groups than a
-    // run needs, each keeping a partly filled block or chunk; and runs are cut
-    // at maxSpillRunBytes, so each synchronous spill stays short.
-    let inner = storeFor(options.expectedRecords);
-    let runBytes = roomBytes;
-    this.plannedSpill =
-      options.expectedRecords * RECORD_BYTES * storeOverheadFactor + addSlackOf(inner) > roomBytes;
-    if (this.plannedSpill) {
-      runBytes = Math.min(options.maxRunBytes ?? maxSpillRunBytes, roomBytes);
-      inner = storeFor(Math.min(options.expectedRecords, Math.floor(runBytes / RECORD_BYTES)));
-    }
+    // before. A run is cut only if the share turns out bigger than expected
+    // (skewed keys): at the budget, or sooner, at estimateMargin times the
+    // expected share, so a wrong estimate does not make one huge synchronous
+    // spill of the whole budget; after that first spill, runs are capped.
+    // Otherwise (spilling planned) the store is sized for one capped run: sized
+    // for the whole share it would have more buckets and groups than a run
+    // needs, each keeping a partly filled block or chunk.
+    const inner = this.storeFor(options.expectedRecords);
+    const expectedHeldBytes = options.expectedRecords * RECORD_BYTES * storeOverheadFactor;
+    this.plannedSpill = expectedHeldBytes + addSlackOf(inner) > roomBytes;
+    this.capped = this.plannedSpill;
     this.inner = inner;
     this.addSlackBytes = addSlackOf(inner);
-    this.runLimitBytes = runBytes;
+    this.runLimitBytes = Math.min(
+      roomBytes,
+      Math.max(this.cappedRunBytes, Math.ceil(expectedHeldBytes * estimateMargin) + this.addSlackBytes),
+    );
     this.onSpill = options.onSpill;
     this.stats = {
       spills: 0,
@@ -203,9 +213,10 @@ export class SpillingStore {
       mergedBytes: 0,
       mergeTotalBytes: 0,
       peakHeldBytes: 0,
-      runLimitBytes: runBytes,
+      runLimitBytes: this.runLimitBytes,
       fanIn: this.fanIn,
     };
+    if (this.plannedSpill) this.capRuns(options.expectedRecords);
   }
 
   /** Records added so far (held and spilled). */
@@ -252,7 +263,8 @@ export class SpillingStore {
     for (const piece of this.inner.sortedRuns()) file.append(piece);
     assert(file.bytes === records * RECORD_BYTES, `run of ${records} records holds ${file.bytes} B`);
     this.notePeak(0);
-    this.inner.reset();
+    if (this.capped) this.inner.reset();
+    else this.capRuns(Number.POSITIVE_INFINITY); // the estimate was wrong: a fresh store sized for capped runs
     this.spilledRecords += records;
     const ms = performance.now() - startMs;
     this.stats.spills++;
@@ -260,6 +272,22 @@ export class SpillingStore {
     this.stats.spilledBytes += file.bytes;
     this.stats.spillMs += ms;
     this.onSpill?.({ run: this.stats.spills, records, bytes: file.bytes, ms });
+  }
+
+  private storeFor(expectedRecords: number): BucketStore {
+    return new BucketStore({ rangeStart: this.rangeStart, rangeEnd: this.rangeEnd, expectedRecords });
+  }
+
+  /**
+   * From now on, runs are cut at cappedRunBytes, in a store sized for one run
+   * (the old store is empty, and all its memory was given back by its sort).
+   */
+  private capRuns(expectedRecords: number): void {
+    this.capped = true;
+    this.inner = this.storeFor(Math.min(expectedRecords, Math.floor(this.cappedRunBytes / RECORD_BYTES)));
+    this.addSlackBytes = addSlackOf(this.inner);
+    this.runLimitBytes = this.cappedRunBytes;
+    this.stats.runLimitBytes = this.cappedRunBytes;
   }
 
   /** Most held so far: the pool's chunks (it never shrinks, so this is its peak) plus the sort and merge buffers. */
