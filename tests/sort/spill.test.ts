@@ -5,7 +5,14 @@ import { join } from "node:path";
 import { NetsortError, UsageError } from "../../src/errors.ts";
 import { RECORD_BYTES, rangeEnd, rangeStart } from "../../src/record.ts";
 import { BucketStore } from "../../src/sort/buckets.ts";
-import { minimumStoreBytes, SpillingStore, type SpillingStoreOptions } from "../../src/sort/spill.ts";
+import {
+  maxMergeFanIn,
+  maxSpillRunBytes,
+  minimumStoreBytes,
+  minMergeFanIn,
+  SpillingStore,
+  type SpillingStoreOptions,
+} from "../../src/sort/spill.ts";
 import { prng } from "../helpers.ts";
 
 const MB = 1024 * 1024;
@@ -239,6 +246,37 @@ function openIn(dir: string): number {
     }
   }).length;
 }
+
+describe("SpillingStore: sizes", () => {
+  test("any budget from the minimum up is accepted, with a fan-in within bounds and the run cap kept", () => {
+    const dir = freshDir();
+    const min = minimumStoreBytes();
+    for (let budgetBytes = min; budgetBytes < 8 * 1024 * MB; budgetBytes = Math.ceil(budgetBytes * 1.37)) {
+      const store = new SpillingStore({
+        rangeStart: 0,
+        rangeEnd: 2 ** 48,
+        expectedRecords: 1e9, // 100 GB: spilling planned
+        budgetBytes,
+        tempDir: dir,
+      });
+      const f = store.figures;
+      expect(f.fanIn).toBeGreaterThanOrEqual(minMergeFanIn);
+      expect(f.fanIn).toBeLessThanOrEqual(maxMergeFanIn);
+      expect(f.runLimitBytes).toBeLessThanOrEqual(maxSpillRunBytes);
+      expect(f.runLimitBytes).toBeLessThan(budgetBytes);
+    }
+    expect(
+      () =>
+        new SpillingStore({
+          rangeStart: 0,
+          rangeEnd: 1,
+          expectedRecords: 0,
+          budgetBytes: min - 1,
+          tempDir: dir,
+        }),
+    ).toThrow("assertion failed");
+  });
+});
 
 describe("SpillingStore: nothing left behind", () => {
   test.skipIf(process.platform !== "linux")(
