@@ -79,6 +79,15 @@ const maxSlabChunks = 32;
 const targetGroupBytes = 32 * 1024 * 1024;
 /** Batches at an offset that is not 4-byte aligned are copied through this buffer. */
 const stagingRecords = 2560;
+/**
+ * The most the two sort buffers of one sortedRuns() pass take (a run and a
+ * bucket of at most splitAboveRecords records each), for memory budgets.
+ */
+export const sortBuffersMaxBytes = 2 * splitAboveRecords * RECORD_BYTES;
+/** Memory is held in chunks of this many bytes (a group takes one when its current one is full). */
+export const storeChunkBytes = chunkBytes;
+/** Bytes of one block of records: a split's partly filled children cost up to 256 of these per level. */
+export const blockBytes = blockRecords * RECORD_BYTES;
 /** Nested splits: each advances by >= 8 bits of the record. */
 const maxSplitLevels = RECORD_BITS / 8 + 2;
 
@@ -122,6 +131,8 @@ class BlockPool {
   /** Chunk bytes carved from slabs so far; bytes handed back to the kernel so far. */
   bytes = 0;
   givenBackBytes = 0;
+  /** Chunks taken by a group and not yet released: what the store holds now (at most `bytes`). */
+  chunksInUse = 0;
 
   constructor(
     groups: number,
@@ -173,6 +184,7 @@ class BlockPool {
       const next = this.chunkNext[c];
       this.chunkNext[c] = this.freeChunk;
       this.freeChunk = c;
+      this.chunksInUse--;
       c = next;
     }
     this.groupChunks[g] = -1;
@@ -192,6 +204,7 @@ class BlockPool {
     let c = this.freeChunk;
     if (c >= 0) this.freeChunk = this.chunkNext[c];
     else c = this.carveChunk();
+    this.chunksInUse++;
     this.chunkGroup[c] = g;
     this.chunkNext[c] = this.groupChunks[g];
     this.groupChunks[g] = c;
@@ -323,7 +336,7 @@ export class BucketStore {
   private readonly edgeLow32: number;
   private readonly edgeHigh32: number;
   private readonly pool: BlockPool;
-  private readonly lists: ListSet;
+  private lists: ListSet;
   /** Buckets b and b' share pool group b >>> groupShift: groups of consecutive buckets. */
   private readonly groupShift: number;
   private staging: Uint8Array | null = null;
@@ -382,6 +395,30 @@ export class BucketStore {
   /** Bytes of slab memory allocated so far (for logs and benchmarks). */
   get slabBytes(): number {
     return this.pool.bytes;
+  }
+
+  /**
+   * Bytes of chunks holding records now (taken and not yet given back): the
+   * records plus their partly filled blocks and chunks. A spilling store
+   * (src/sort/spill.ts) compares this with its budget.
+   */
+  get heldBytes(): number {
+    return this.pool.chunksInUse * chunkBytes;
+  }
+
+  /**
+   * After sortedRuns() has been consumed to the end: empty again, ready for
+   * add(), keeping the pool's chunks (given back to the kernel, reused before any
+   * new one is carved), so a spilling store refills the same memory run after run
+   * instead of leaving whole slabs to the garbage collector.
+   */
+  reset(): void {
+    assert(this.sealed, "reset before sortedRuns");
+    assert(this.pool.chunksInUse === 0, `reset with ${this.pool.chunksInUse} chunks in use`);
+    const groupShift = this.groupShift;
+    this.lists = new ListSet(this.pool, this.bucketCount, (b) => b >>> groupShift);
+    this.recordCount = 0;
+    this.sealed = false;
   }
 
   /** Bytes handed back to the kernel so far by the sort (0 where giveBack is a no-op). */

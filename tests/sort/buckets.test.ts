@@ -252,6 +252,49 @@ describe("BucketStore: memory", () => {
   });
 });
 
+describe("BucketStore: reset and heldBytes (for the spilling store)", () => {
+  test("held bytes follow the records, drop to 0 once consumed, and reset refills the same chunks", () => {
+    const peers = 3;
+    const peer = 1;
+    const random = prng(51);
+    const store = new BucketStore({
+      rangeStart: rangeStart(peer, peers),
+      rangeEnd: rangeEnd(peer, peers),
+      expectedRecords: 40_000,
+    });
+    expect(store.heldBytes).toBe(0);
+    for (const shape of ["uniform", "skewed", "equalKeys"] as const) {
+      const data = makeRecords(random, 40_000, peer, peers, shape);
+      addInBatches(store, data, random, 900);
+      expect(store.records).toBe(40_000);
+      // Whole 2 MiB chunks: at least the records, at most the pool.
+      expect(store.heldBytes).toBeGreaterThanOrEqual(data.length);
+      expect(store.heldBytes).toBeLessThanOrEqual(store.slabBytes);
+      const { sorted } = collect(store);
+      expect(sorted.equals(referenceSort(data))).toBe(true);
+      expect(store.heldBytes).toBe(0);
+      const slab = store.slabBytes;
+      store.reset();
+      expect(store.records).toBe(0);
+      if (shape === "uniform") continue;
+      // Refilled with the same amount: the freed chunks are reused, the pool stays put.
+      addInBatches(store, makeRecords(random, 40_000, peer, peers, "uniform"), random, 900);
+      expect(store.slabBytes).toBe(slab);
+      collect(store);
+      store.reset();
+    }
+  }, 60_000);
+
+  test("reset before the runs are consumed is an assertion failure", () => {
+    const store = new BucketStore({ rangeStart: 0, rangeEnd: 2 ** 48, expectedRecords: 10 });
+    expect(() => store.reset()).toThrow("assertion failed");
+    store.add(new Uint8Array(RECORD_BYTES), 0, RECORD_BYTES);
+    const runs = store.sortedRuns();
+    runs.next();
+    expect(() => store.reset()).toThrow("assertion failed");
+  });
+});
+
 describe("BucketStore: misuse is an assertion failure", () => {
   const peers = 3;
   const peer = 1;

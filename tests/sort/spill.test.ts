@@ -1,0 +1,398 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statfsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { NetsortError, UsageError } from "../../src/errors.ts";
+import { RECORD_BYTES, rangeEnd, rangeStart } from "../../src/record.ts";
+import { BucketStore } from "../../src/sort/buckets.ts";
+import {
+  maxMergeFanIn,
+  maxSpillRunBytes,
+  minimumStoreBytes,
+  minMergeFanIn,
+  SpillingStore,
+  type SpillingStoreOptions,
+} from "../../src/sort/spill.ts";
+import { prng } from "../helpers.ts";
+
+const MB = 1024 * 1024;
+/** Sorting tens of MB a few times over: generous, for a loaded 2-core machine. */
+const heavyTimeoutMs = 120_000;
+const root = mkdtempSync(join(tmpdir(), "netsort-spill-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let dirs = 0;
+/** A fresh, empty temp dir per test, so "nothing left behind" is checkable. */
+function freshDir(): string {
+  const dir = join(root, `t${dirs++}`);
+  mkdirSync(dir);
+  return dir;
+}
+
+type Shape = "uniform" | "skewed" | "equalKeys";
+
+/** `count` records owned by `peer` of `peers`: uniform, 90% on one 48-bit prefix, or all with one key. */
+function makeRecords(seed: number, count: number, peer: number, peers: number, shape: Shape): Uint8Array {
+  const random = prng(seed);
+  const start = rangeStart(peer, peers);
+  const width = rangeEnd(peer, peers) - start;
+  const hot = start + Math.floor(random() * width);
+  const data = new Uint8Array(count * RECORD_BYTES);
+  const words = new Uint32Array(data.buffer);
+  for (let i = 0; i < words.length; i++) words[i] = random() * 2 ** 32;
+  for (let r = 0; r < count; r++) {
+    const o = r * RECORD_BYTES;
+    const p = shape === "uniform" || random() >= 0.9 ? start + Math.floor(random() * width) : hot;
+    const hi = Math.floor(p / 2 ** 24);
+    const lo = p % 2 ** 24;
+    data.set([hi >>> 16, (hi >>> 8) & 0xff, hi & 0xff, lo >>> 16, (lo >>> 8) & 0xff, lo & 0xff], o);
+    if (shape === "equalKeys") data.fill(0x5a, o + 6, o + 10);
+  }
+  return data;
+}
+
+/** Add in network-sized batches (256,000 B, like the mesh's frames). */
+function addAll(
+  store: { add(buf: Uint8Array, offset: number, length: number): void },
+  data: Uint8Array,
+): void {
+  const batch = 2560 * RECORD_BYTES;
+  for (let o = 0; o < data.length; o += batch) store.add(data, o, Math.min(batch, data.length - o));
+}
+
+function drain(chunks: Iterable<Uint8Array>): Buffer {
+  const out: Buffer[] = [];
+  for (const chunk of chunks) out.push(Buffer.from(chunk));
+  return Buffer.concat(out);
+}
+
+/** Today's path: the whole share in one BucketStore. */
+function inMemory(data: Uint8Array, peer: number, peers: number): Buffer {
+  const store = new BucketStore({
+    rangeStart: rangeStart(peer, peers),
+    rangeEnd: rangeEnd(peer, peers),
+    expectedRecords: data.length / RECORD_BYTES,
+  });
+  addAll(store, data);
+  return drain(store.sortedRuns());
+}
+
+function spilling(
+  data: Uint8Array,
+  peer: number,
+  peers: number,
+  options: Partial<SpillingStoreOptions>,
+): { sorted: Buffer; store: SpillingStore; dir: string } {
+  const dir = options.tempDir ?? freshDir();
+  const store = new SpillingStore({
+    rangeStart: rangeStart(peer, peers),
+    rangeEnd: rangeEnd(peer, peers),
+    expectedRecords: data.length / RECORD_BYTES,
+    budgetBytes: minimumStoreBytes(),
+    tempDir: dir,
+    ...options,
+  });
+  addAll(store, data);
+  expect(store.records).toBe(data.length / RECORD_BYTES);
+  const sorted = drain(store.sortedChunks());
+  expect(readdirSync(dir)).toEqual([]);
+  return { sorted, store, dir };
+}
+
+describe("SpillingStore: byte-identical to the in-memory sort", () => {
+  const min = minimumStoreBytes();
+  for (const [shape, peer, peers] of [
+    ["uniform", 0, 1],
+    ["skewed", 2, 4],
+    ["equalKeys", 1, 3],
+  ] as const) {
+    test(
+      `${shape} keys (peer ${peer} of ${peers}), budgets of 1x, 1.25x and 1.5x the minimum`,
+      () => {
+        const data = makeRecords(peers * 10 + peer, 250_000, peer, peers, shape); // 25 MB
+        const expected = inMemory(data, peer, peers);
+        expect(expected.length).toBe(data.length);
+        for (const budgetBytes of [min, Math.floor(1.25 * min), Math.floor(1.5 * min)]) {
+          const { sorted, store } = spilling(data, peer, peers, { budgetBytes });
+          const f = store.figures;
+          expect(f.spills).toBeGreaterThanOrEqual(1);
+          expect(f.mergePasses).toBeGreaterThanOrEqual(1);
+          expect(f.spilledBytes).toBeGreaterThanOrEqual(f.spills * RECORD_BYTES);
+          expect(sorted.equals(expected)).toBe(true);
+          // Held memory (chunks counted whole, plus sort and merge buffers) stays within the budget.
+          expect(f.peakHeldBytes).toBeLessThanOrEqual(budgetBytes);
+          expect(f.peakHeldBytes).toBeGreaterThan(budgetBytes / 3);
+        }
+      },
+      heavyTimeoutMs,
+    );
+  }
+
+  /** Far more expected than the budget holds: runs of at most maxRunBytes from the start. */
+  const planned = { budgetBytes: 64 * MB, maxRunBytes: 6 * MB, expectedRecords: 10_000_000 };
+
+  test(
+    "more runs than the fan-in: intermediate merges, still identical",
+    () => {
+      const data = makeRecords(77, 150_000, 0, 1, "uniform");
+      const expected = inMemory(data, 0, 1);
+      const fits = spilling(data, 0, 1, { ...planned, fanIn: 16 });
+      expect(fits.store.figures.mergePasses).toBe(1);
+      expect(fits.sorted.equals(expected)).toBe(true);
+      for (const fanIn of [2, 3]) {
+        const { sorted, store } = spilling(data, 0, 1, { ...planned, fanIn });
+        const f = store.figures;
+        expect(f.spills).toBeGreaterThan(fanIn);
+        expect(f.mergePasses).toBeGreaterThanOrEqual(2);
+        expect(f.runs).toBe(f.spills + f.mergePasses - 1);
+        expect(f.spilledBytes).toBeGreaterThan(data.length);
+        expect(sorted.equals(expected)).toBe(true);
+      }
+    },
+    heavyTimeoutMs,
+  );
+
+  test(
+    "a share that fits never touches the disk: the store's own runs, unchanged, whatever maxRunBytes says",
+    () => {
+      const data = makeRecords(5, 200_000, 1, 2, "uniform"); // 20 MB: more than maxRunBytes, less than the budget
+      const options = { rangeStart: rangeStart(1, 2), rangeEnd: rangeEnd(1, 2), expectedRecords: 200_000 };
+      const store = new SpillingStore({
+        ...options,
+        budgetBytes: 64 * MB,
+        maxRunBytes: 6 * MB,
+        tempDir: freshDir(),
+      });
+      expect(store.plannedSpill).toBe(false);
+      addAll(store, data);
+      const plain = new BucketStore(options);
+      addAll(plain, data);
+      const ours = Array.from(store.sortedChunks(), (c) => Buffer.from(c));
+      const theirs = Array.from(plain.sortedRuns(), (c) => Buffer.from(c));
+      // The same pieces: the in-memory store's own runs, neither merged nor re-cut.
+      expect(ours.map((c) => c.length)).toEqual(theirs.map((c) => c.length));
+      expect(Buffer.concat(ours).equals(Buffer.concat(theirs))).toBe(true);
+      const f = store.figures;
+      expect([f.spills, f.runs, f.spilledBytes, f.mergePasses, f.mergedBytes]).toEqual([0, 0, 0, 0, 0]);
+    },
+    heavyTimeoutMs,
+  );
+
+  test(
+    "a share far bigger than expected (skew) spills at the budget, still identical and within it",
+    () => {
+      const data = makeRecords(12, 250_000, 0, 4, "skewed");
+      const budgetBytes = Math.floor(1.25 * minimumStoreBytes());
+      const { sorted, store } = spilling(data, 0, 4, { budgetBytes, expectedRecords: 1_000 });
+      expect(store.plannedSpill).toBe(false);
+      const f = store.figures;
+      expect(f.spills).toBeGreaterThanOrEqual(1);
+      expect(f.peakHeldBytes).toBeLessThanOrEqual(budgetBytes);
+      expect(sorted.equals(inMemory(data, 0, 4))).toBe(true);
+    },
+    heavyTimeoutMs,
+  );
+
+  test(
+    "a share that outgrows its estimate is cut at 1.25x the estimate, not at the budget, then in capped runs",
+    () => {
+      const data = makeRecords(13, 250_000, 0, 1, "uniform"); // 25 MB, 5 MB expected
+      const runs: number[] = [];
+      const { sorted, store } = spilling(data, 0, 1, {
+        budgetBytes: 64 * MB,
+        maxRunBytes: 6 * MB,
+        expectedRecords: 50_000,
+        onSpill: (spill) => runs.push(spill.bytes),
+      });
+      expect(store.plannedSpill).toBe(false);
+      // The first run holds more than the estimate (it fit until 1.25x) but far less than the budget.
+      expect(runs[0]).toBeGreaterThan(5_000_000);
+      expect(runs[0]).toBeLessThan(12 * MB);
+      expect(runs.length).toBeGreaterThanOrEqual(3);
+      for (const bytes of runs.slice(1)) expect(bytes).toBeLessThanOrEqual(6 * MB);
+      expect(store.figures.peakHeldBytes).toBeLessThanOrEqual(64 * MB);
+      expect(sorted.equals(inMemory(data, 0, 1))).toBe(true);
+    },
+    heavyTimeoutMs,
+  );
+
+  test(
+    "whatever the budget, a batch bigger than a run is split, not held whole",
+    () => {
+      const data = makeRecords(6, 100_000, 0, 1, "uniform");
+      const dir = freshDir();
+      const store = new SpillingStore({
+        rangeStart: 0,
+        rangeEnd: 2 ** 48,
+        expectedRecords: 100_000,
+        budgetBytes: minimumStoreBytes(),
+        maxRunBytes: 6 * MB,
+        tempDir: dir,
+      });
+      store.add(data, 0, data.length); // one 10 MB add
+      expect(store.figures.spills).toBeGreaterThanOrEqual(3);
+      expect(drain(store.sortedChunks()).equals(inMemory(data, 0, 1))).toBe(true);
+    },
+    heavyTimeoutMs,
+  );
+});
+
+/** Descriptors of this process open on files in `dir` (unnamed files show as "<dir>/#<inode> (deleted)"). */
+function openIn(dir: string): number {
+  return readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
+describe("SpillingStore: sizes", () => {
+  test("any budget from the minimum up is accepted, with a fan-in within bounds and the run cap kept", () => {
+    const dir = freshDir();
+    const min = minimumStoreBytes();
+    for (let budgetBytes = min; budgetBytes < 8 * 1024 * MB; budgetBytes = Math.ceil(budgetBytes * 1.37)) {
+      const store = new SpillingStore({
+        rangeStart: 0,
+        rangeEnd: 2 ** 48,
+        expectedRecords: 1e9, // 100 GB: spilling planned
+        budgetBytes,
+        tempDir: dir,
+      });
+      const f = store.figures;
+      expect(f.fanIn).toBeGreaterThanOrEqual(minMergeFanIn);
+      expect(f.fanIn).toBeLessThanOrEqual(maxMergeFanIn);
+      expect(f.runLimitBytes).toBeLessThanOrEqual(maxSpillRunBytes);
+      expect(f.runLimitBytes).toBeLessThan(budgetBytes);
+    }
+    expect(
+      () =>
+        new SpillingStore({
+          rangeStart: 0,
+          rangeEnd: 1,
+          expectedRecords: 0,
+          budgetBytes: min - 1,
+          tempDir: dir,
+        }),
+    ).toThrow("assertion failed");
+  });
+});
+
+describe("SpillingStore: nothing left behind", () => {
+  test.skipIf(process.platform !== "linux")(
+    "the scratch files are closed when the merge ends, is abandoned, or close() is called",
+    () => {
+      const data = makeRecords(14, 60_000, 0, 1, "uniform");
+      const options = {
+        budgetBytes: 64 * MB,
+        maxRunBytes: 6 * MB,
+        expectedRecords: 10_000_000,
+        rangeStart: 0,
+      };
+      for (const ending of ["end", "return", "close"] as const) {
+        const dir = freshDir();
+        const store = new SpillingStore({ ...options, rangeEnd: 2 ** 48, tempDir: dir }); // runs from the start
+        addAll(store, data);
+        expect(store.figures.spills).toBeGreaterThanOrEqual(2);
+        expect(openIn(dir)).toBe(store.figures.spills);
+        const chunks = store.sortedChunks();
+        expect(chunks.next().done).toBe(false);
+        if (ending === "end") for (const _ of chunks);
+        if (ending === "return") chunks.return(undefined);
+        if (ending === "close") store.close();
+        expect(openIn(dir)).toBe(0);
+        expect(readdirSync(dir)).toEqual([]);
+      }
+    },
+    heavyTimeoutMs,
+  );
+
+  test("a missing temp dir is a usage error naming it", () => {
+    const missing = join(root, "no-such-dir");
+    const make = () =>
+      new SpillingStore({
+        rangeStart: 0,
+        rangeEnd: 2 ** 48,
+        expectedRecords: 0,
+        budgetBytes: minimumStoreBytes(),
+        tempDir: missing,
+      });
+    expect(make).toThrow(UsageError);
+    expect(make).toThrow(missing);
+  });
+
+  test(
+    "a process SIGKILLed while spilling leaves no file in the temp dir",
+    async () => {
+      const dir = freshDir();
+      const child = Bun.spawn([process.execPath, join(import.meta.dir, "spill-child.ts"), dir], {
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      try {
+        const reader = child.stdout.getReader();
+        let text = "";
+        while (!text.includes("spilled 2")) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`child ended early: ${await new Response(child.stderr).text()}`);
+          text += new TextDecoder().decode(value);
+        }
+        // It holds its runs open while it fills the next one: files that exist, in that directory.
+        const fds = readdirSync(`/proc/${child.pid}/fd`).map((fd) => {
+          try {
+            return readlinkSync(`/proc/${child.pid}/fd/${fd}`);
+          } catch {
+            return "";
+          }
+        });
+        expect(fds.filter((target) => target.startsWith(dir)).length).toBeGreaterThanOrEqual(2);
+        expect(readdirSync(dir)).toEqual([]);
+        child.kill("SIGKILL");
+        await child.exited;
+        expect(child.signalCode).toBe("SIGKILL");
+        expect(readdirSync(dir)).toEqual([]);
+      } finally {
+        child.kill("SIGKILL");
+      }
+    },
+    { timeout: 60_000 },
+  );
+
+  const isRoot = process.getuid?.() === 0;
+  test.skipIf(!isRoot || process.platform !== "linux")(
+    "a full temp dir (1 MiB tmpfs) is a NetsortError naming it, and closing frees the space (needs root for mount)",
+    async () => {
+      const dir = freshDir();
+      const mount = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]);
+      expect(mount.exitCode).toBe(0);
+      try {
+        const freeBefore = statfsSync(dir).bfree;
+        const store = new SpillingStore({
+          rangeStart: 0,
+          rangeEnd: 2 ** 48,
+          expectedRecords: 100_000,
+          budgetBytes: minimumStoreBytes(),
+          tempDir: dir,
+        });
+        const data = makeRecords(9, 100_000, 0, 1, "uniform");
+        let error: unknown = null;
+        try {
+          addAll(store, data);
+        } catch (e) {
+          error = e;
+        }
+        expect(error).toBeInstanceOf(NetsortError);
+        expect(error).not.toBeInstanceOf(UsageError);
+        expect((error as Error).message).toContain(`temp dir ${dir}`);
+        expect((error as Error).message).toContain("no space left on device");
+        expect(statfsSync(dir).bfree).toBeLessThan(freeBefore);
+        store.close();
+        expect(readdirSync(dir)).toEqual([]);
+        expect(statfsSync(dir).bfree).toBe(freeBefore);
+      } finally {
+        Bun.spawnSync(["umount", dir]);
+      }
+    },
+    { timeout: 60_000 },
+  );
+});
