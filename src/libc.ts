@@ -26,6 +26,12 @@ function cPath(path: string): Buffer {
 
 export interface Libc {
   madvise(address: number, length: number, advice: number): number;
+  /**
+   * sync_file_range(2): start writeback of a range. It can block when the
+   * device's queue is full, so only spill scratch files use it (their writes
+   * block the event loop anyway); the output writer uses fdatasync off the loop.
+   */
+  syncFileRange(fd: number, offset: number, length: number, flags: number): number;
   /** linkat(2): 0, or -1 with the reason in lastErrorCode(). */
   linkat(oldDirFd: number, oldPath: string, newDirFd: number, newPath: string, flags: number): number;
   /** The name of errno ("EEXIST") right after a call that returned -1 (read on the same thread). */
@@ -44,6 +50,7 @@ function load(): Libc | null {
         madvise: { args: ["usize", "usize", "i32"], returns: "i32" },
         sysconf: { args: ["i32"], returns: "i64" },
         linkat: { args: ["i32", "ptr", "i32", "ptr", "i32"], returns: "i32" },
+        sync_file_range: { args: ["i32", "i64", "i64", "u32"], returns: "i32" },
         __errno_location: { args: [], returns: "ptr" },
       });
       const page = Number(lib.symbols.sysconf(SC_PAGESIZE));
@@ -51,6 +58,7 @@ function load(): Libc | null {
       if (!Number.isInteger(page) || page < 4096 || (page & (page - 1)) !== 0) return null;
       return {
         madvise: (address, length, advice) => lib.symbols.madvise(address, length, advice),
+        syncFileRange: (fd, offset, length, flags) => lib.symbols.sync_file_range(fd, offset, length, flags),
         linkat: (oldDirFd, oldPath, newDirFd, newPath, flags) =>
           lib.symbols.linkat(oldDirFd, cPath(oldPath), newDirFd, cPath(newPath), flags),
         lastErrorCode: () => {

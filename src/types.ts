@@ -49,7 +49,7 @@ export interface SortOptions {
 export type PartitionMode = "bits" | "sample";
 
 /** The phases of one peer's run, in the order they start. */
-export type PhaseName = "connect" | "read" | "exchange" | "sort" | "write" | "commit";
+export type PhaseName = "connect" | "sample" | "read" | "exchange" | "sort" | "write" | "commit";
 
 /**
  * One phase as an interval of the peer's own clock: ms since the peer started
@@ -72,6 +72,8 @@ export interface PhaseTimings {
   spans: PhaseSpan[];
   /** Start until every connection of the mesh was up (overlaps read). */
   connectMs: number;
+  /** --partition sample: drawing our sample, exchanging samples, choosing split points (0 otherwise). */
+  sampleMs: number;
   /** Reading, partitioning and handing our own input to the sockets. */
   readMs: number;
   /** After our own read: waiting until every other peer's stream had arrived. */
@@ -89,6 +91,18 @@ export interface PhaseTimings {
   sentBytes: number;
   receivedBytes: number;
   peakRssBytes: number;
+  /** What spilling cost (--memory smaller than the share); null when nothing spilled. */
+  spill: SpillSummary | null;
+}
+
+export interface SpillSummary {
+  /** Runs written to the temp dir (intermediate merges included). */
+  runs: number;
+  spilledBytes: number;
+  /** Merges, the final one included. */
+  mergePasses: number;
+  spillMs: number;
+  mergeMs: number;
 }
 
 /** Any function, as listed for JIT tuning (src/jit.ts). */

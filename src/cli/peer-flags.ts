@@ -4,35 +4,32 @@
  */
 import { maxSizeBytes } from "./args.ts";
 
-/** A --memory below this could not hold a peer's read and send buffers. */
-const minMemoryBytes = 64 * 1024 ** 2;
-
 /**
- * Options parsed, checked and passed into runPeer's SortOptions that the
- * pipeline does not act on yet. Their help says so and `sort` warns when one
- * is set, rather than pretending; drop a name here once the pipeline uses it.
+ * The parser only refuses sizes no peer could use; the real minimum depends on
+ * the cluster (send buffers per peer) and is checked by the run, which says the
+ * number (src/memory/budget.ts checkMemoryBudget, exit 2).
  */
-export const notYetInEffect: readonly string[] = ["partition", "memory", "temp-dir"];
-const pending = " [accepted, not yet in effect]";
+const minMemoryBytes = 1024 ** 2;
 
 export const peerFlags = {
   partition: {
     type: "string",
     valueHint: "mode",
-    description: `How keys map to peers: bits = equal key ranges, sample = ranges from a sample of the inputs; every peer needs the same${pending}`,
+    description: `How keys map to peers: bits = equal key ranges, sample = ranges from a sample of the inputs (balanced for any keys); every peer needs the same`,
     choices: ["bits", "sample"],
     default: "bits",
   },
   memory: {
     type: "string",
     valueHint: "size",
-    description: `Memory budget for records and buffers, binary units (512mb, 2gb); default: from the memory available${pending}`,
+    description: `Memory budget for records and buffers, binary units (512mb, 2gb); default: the memory available (cgroup limits honoured), shared by this host's peers; larger shares spill to --temp-dir`,
     parse: { kind: "size", min: minMemoryBytes, max: maxSizeBytes },
   },
   "temp-dir": {
     type: "string",
     valueHint: "dir",
-    description: `Directory for spilled runs (default: the output's directory)${pending}`,
+    description:
+      "Directory for spilled runs, unnamed files removed by the kernel on any exit (default: the output's directory)",
   },
   "secret-file": {
     type: "string",

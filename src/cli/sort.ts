@@ -15,12 +15,11 @@ import {
   maxTimeoutMs,
   minRetryIntervalMs,
 } from "../limits.ts";
-import { log } from "../log.ts";
 import { MAX_PEERS } from "../record.ts";
 import type { SortOptions } from "../types.ts";
 import { logFlags, type ParsedArgs, parseIntArg } from "./args.ts";
 import { defineCommand } from "./command.ts";
-import { notYetInEffect, peerFlags } from "./peer-flags.ts";
+import { peerFlags } from "./peer-flags.ts";
 
 /** A secret shorter than this is refused: it would be guessable. */
 const minSecretBytes = 8;
@@ -128,11 +127,6 @@ export default defineCommand({
   ],
   args: sortArgs,
   async run(a) {
-    for (const name of notYetInEffect) {
-      const value = a[name as keyof typeof a];
-      const given = name === "partition" ? value !== peerFlags.partition.default : value !== undefined;
-      if (given) log.warn(`sort: --${name} is not in effect yet; this run ignores it`);
-    }
     const options = toSortOptions(a);
     const timings = await runPeer(options);
     if (a.json) console.log(JSON.stringify({ serverId: options.serverId, ...timings }));

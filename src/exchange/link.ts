@@ -22,9 +22,9 @@ import { Connection } from "./connection.ts";
 import { DialHandshake, type LinkSocket, type LocalIdentity, MismatchError } from "./handshake.ts";
 import {
   decodeReady,
-  decodeSample,
   decodeReason,
   decodeReasonExitCode,
+  decodeSample,
   decodeSummary,
   encodeEmpty,
   encodeSummary,
@@ -271,7 +271,8 @@ export class PeerLink {
         return;
       case FrameType.Sample: {
         if (!this.sampling) throw new ProtocolError("SAMPLE without --partition sample");
-        if (stream.sample !== null || stream.records > 0) throw new ProtocolError("SAMPLE after the stream began");
+        if (stream.sample !== null || stream.records > 0)
+          throw new ProtocolError("SAMPLE after the stream began");
         stream.sample = decodeSample(payload);
         // Hold the rest of the stream until every sample is in (release()).
         this.holding = { chunks: [], bytes: 0 };

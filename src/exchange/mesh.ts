@@ -120,7 +120,14 @@ export class Mesh {
             options.partition === "sample",
           ),
     );
-    for (const b of ["connected", "allSampled", "allReceived", "allReady", "allCommitted", "allConfirmed"] as const) {
+    for (const b of [
+      "connected",
+      "allSampled",
+      "allReceived",
+      "allReady",
+      "allCommitted",
+      "allConfirmed",
+    ] as const) {
       const d = Promise.withResolvers<void>();
       d.promise.catch(() => {});
       this.barriers.set(b, d);

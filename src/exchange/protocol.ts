@@ -179,7 +179,8 @@ export function decodeHello(p: Uint8Array): Hello {
   if (partition === undefined) throw new ProtocolError(`hello with unknown partition mode ${p[14]}`);
   if (p[13] > 1 || p[15] !== 0) throw new ProtocolError("hello with malformed settings");
   const inputRecords = v.getBigUint64(20);
-  if (inputRecords > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError(`hello claims ${inputRecords} records`);
+  if (inputRecords > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new ProtocolError(`hello claims ${inputRecords} records`);
   return {
     senderId: v.getUint16(6),
     receiverId: v.getUint16(8),

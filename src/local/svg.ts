@@ -37,6 +37,7 @@ export interface PeerSpans {
 /** The phases as the picture names them, in the order they happen. */
 const phaseLabels: Record<string, string> = {
   connect: "connect",
+  sample: "sample",
   read: "read+send",
   exchange: "exchange wait",
   sort: "sort",
@@ -51,6 +52,7 @@ const phaseLabels: Record<string, string> = {
 /** One colour per phase (the C baseline's phases reuse the nearest netsort one). */
 const phaseColours: Record<string, string> = {
   connect: "#9e9e9e",
+  sample: "#76b7b2",
   read: "#4e79a7",
   map: "#86bcb6",
   exchange: "#f2cf5b",

@@ -77,11 +77,11 @@ describe("netsort demo", () => {
         check: { valid: true, records: 2 * 1024 },
       });
       expect(doc.peerTimings.map((p: { exitCode: number }) => p.exitCode)).toEqual([0, 0]);
-      // Each peer got the flags: sort says, per flag, that it is not in effect yet.
+      // Each peer got --partition sample: it says how it split the records.
       for (const id of [0, 1]) {
-        for (const flag of ["partition", "memory", "temp-dir"]) {
-          expect(r.stderr).toContain(`[peer ${id}] warning: sort: --${flag} is not in effect yet`);
-        }
+        expect(r.stderr).toMatch(
+          new RegExp(`\\[peer ${id}\\] partition: 1 split points from \\d+ sampled records of 2048`),
+        );
       }
       // The secret file reached them too: one too short makes every peer refuse it.
       writeFileSync(secret, "short");

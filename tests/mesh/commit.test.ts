@@ -149,9 +149,10 @@ function startTrial(): Trial {
   return { dir, outputs, peers: started };
 }
 
+/** A peer's exit, with its error line when it has one (logs go to stderr too: only `error:` lines count). */
 function describeExit(e: PeerExit): string {
-  const last = e.stderr.trim().split("\n").at(-1) ?? "";
-  return `peer ${e.id} exit ${e.exitCode ?? e.signal}${last === "" ? "" : ` (${last.trim()})`}`;
+  const error = e.stderr.split("\n").find((l) => l.startsWith("error: ")) ?? "";
+  return `peer ${e.id} exit ${e.exitCode ?? e.signal}${error === "" ? "" : ` (${error.trim()})`}`;
 }
 
 describe("1. a peer dies in a skewed run: exit 0 means every output is in place", () => {
