@@ -65,14 +65,16 @@ function setUp(options: SortOptions, startMs: number, startedAtEpochMs: number):
   const tempDir = options.tempDir ?? dirname(resolve(options.outputFile));
   let inputBytes: number;
   let memoryBytes: number;
-  let writer: DurableWriter;
+  let writer: DurableWriter | null = null;
   try {
     inputBytes = checkInputFile(options.inputFile);
     checkOutputPath(options.inputFile, options.outputFile);
-    memoryBytes = memoryBudget(options);
-    checkTempDir(tempDir);
+    // The output first: with the default temp dir, its directory is the one to name.
     writer = new DurableWriter(options.outputFile);
+    checkTempDir(tempDir);
+    memoryBytes = memoryBudget(options);
   } catch (error) {
+    writer?.discard();
     return error instanceof Error ? error : new NetsortError(String(error));
   }
   tuneJit(inputBytes);
@@ -115,7 +117,7 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
   if (options.config.servers[options.serverId] === undefined) {
     // Not a member: say so to the peers that are, so they stop now too.
     const error = new UsageError(
-      `serverId ${options.serverId} is not in config ${options.config.path} (it lists ids 0..${options.config.servers.length - 1})`,
+      `config ${options.config.path}: serverId ${options.serverId} is not listed (it lists ids 0..${options.config.servers.length - 1})`,
     );
     await tellMisfit(options);
     throw error;

@@ -97,7 +97,7 @@ describe("errors are one line on stderr", () => {
       () => ["0", "in", "out", goodConfig(), "--partition", "range"],
       'sort: --partition: must be one of bits, sample, got "range"',
     ],
-    [() => ["0", "in", "out", goodConfig(), "--memory", "1mb"], "sort: --memory: must be between"],
+    [() => ["0", "in", "out", goodConfig(), "--memory", "1kb"], "sort: --memory: must be between"],
     [
       () => ["0", "in", "out", goodConfig(), "--retry-ms", "soon"],
       'sort: --retry-ms: must be an integer, got "soon"',

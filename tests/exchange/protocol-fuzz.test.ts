@@ -26,6 +26,7 @@ import {
   FrameDecoder,
   FrameType,
   maxDataPayloadBytes,
+  maxSamplePayloadBytes,
   NONCE_BYTES,
   PROOF_BYTES,
   ProtocolError,
@@ -49,7 +50,7 @@ const allTypes = Object.values(FrameType).filter((v): v is FrameType => typeof v
 
 /** Payload limit per type, derived here from the encoders and limits (not read from protocol.ts). */
 const limitOf = new Map<FrameType, number>([
-  [FrameType.Hello, 4 + 2 + 2 + 2 + 2 + 4 + 4 + FINGERPRINT_BYTES + 32 + NONCE_BYTES],
+  [FrameType.Hello, 4 + 2 + 2 + 2 + 2 + 4 + 4 + 8 + FINGERPRINT_BYTES + 32 + NONCE_BYTES],
   [FrameType.Welcome, 2 + 2 + NONCE_BYTES],
   [FrameType.Auth, PROOF_BYTES],
   [FrameType.Data, maxDataPayloadBytes],
@@ -61,6 +62,7 @@ const limitOf = new Map<FrameType, number>([
   [FrameType.Refuse, maxAbortReasonBytes],
   [FrameType.Committed, 0],
   [FrameType.Confirmed, 0],
+  [FrameType.Sample, maxSamplePayloadBytes],
 ]);
 
 /** The `allowed` sets to fuzz with: the protocol's phases, every single type, none, all, and random subsets. */

@@ -17,6 +17,7 @@ import {
   FrameDecoder,
   FrameType,
   maxDataPayloadBytes,
+  maxSamplePayloadBytes,
   NONCE_BYTES,
   OUTPUT_TAG_BYTES,
   PROOF_BYTES,
@@ -472,6 +473,7 @@ describe("FrameDecoder errors, raised at the header before any payload", () => {
     [FrameType.Refuse, maxAbortReasonBytes],
     [FrameType.Committed, 0],
     [FrameType.Confirmed, 0],
+    [FrameType.Sample, maxSamplePayloadBytes],
   ];
 
   test("the limit table covers every frame type", () => {
@@ -488,7 +490,7 @@ describe("FrameDecoder errors, raised at the header before any payload", () => {
   });
 
   test("unknown frame types", () => {
-    for (const type of [0, 13, 14, 100, 255]) {
+    for (const type of [0, 14, 15, 100, 255]) {
       const { decoder } = collectingDecoder();
       expect(protocolError(() => decoder.push(rawHeader(type, 0)))).toBe(`unknown frame type ${type}`);
     }

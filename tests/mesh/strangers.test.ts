@@ -261,7 +261,8 @@ describe("5. strangers during a run", () => {
         // Refused hellos got a REFUSE frame saying why (unless the target was already
         // shutting down after its commit: then it closes handshakes without a word).
         const refused = met.filter((r) => {
-          const closingMs = mesh[r.target].firstSeenMs(/wrote .* to /) ?? Number.POSITIVE_INFINITY;
+          const closingMs =
+            mesh[r.target].firstSeenMs(/; wrote .* \(fsync included\)/) ?? Number.POSITIVE_INFINITY;
           return r.kind === "already-connected" && r.startMs + (r.droppedAfterMs ?? 0) < closingMs;
         });
         expect(refused.length).toBeGreaterThan(0);
