@@ -41,8 +41,8 @@ function expectedPositionals(args: ArgTable): string[] {
 
 /** Commands that print data or a report: each takes --json. The others refuse it. */
 const jsonCommands = ["sort", "check", "demo", "bench", "config"];
-/** gen writes a file and show prints records: no summary to put in JSON. */
-const noJsonCommands = ["gen", "show"];
+/** gen and secret write a file and show prints records: no summary to put in JSON. */
+const noJsonCommands = ["gen", "show", "secret"];
 /** The C tools' clones keep the C tools' options. */
 const cToolCommands = ["gensort", "valsort"];
 
