@@ -1,7 +1,8 @@
 /**
- * One argument table per command drives parsing, defaults, choices, number and
- * size checks, and `--help` (src/cli/help.ts). Tokens come from node:util
- * parseArgs; this file adds what it lacks: typed values, choices, integers and
+ * One argument table per command drives citty's args (src/cli/command.ts),
+ * parsing, defaults, choices, number and size checks, and `--help`
+ * (src/cli/help.ts). Tokens come from node:util parseArgs; this file adds what
+ * it and citty lack: typed values, choices, integers and
  * sizes with ranges, a flag that takes several values (`--inputs a b c`), a
  * single-dash long spelling (the course gensort's `-randseed N`), and one-line
  * errors that name the command and the flag.

@@ -22,7 +22,7 @@ import {
 import { formatBytes, log } from "../log.ts";
 import { GEN_KINDS } from "../tools/gen.ts";
 import { logFlags } from "./args.ts";
-import { defineCommand } from "./command.ts";
+import { defineTableCommand } from "./command.ts";
 import { peerArgv, peerFlags } from "./peer-flags.ts";
 
 /** More input per peer than this is not a benchmark a laptop-sized machine can host. */
@@ -172,7 +172,7 @@ function printReport(r: BenchReport): void {
   }
 }
 
-export default defineCommand({
+export default defineTableCommand({
   name: "bench",
   summary: "Measure the sort with local peers: per-phase timings, MB/s, peak memory",
   notes: [

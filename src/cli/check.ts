@@ -8,7 +8,7 @@ import { formatBytes, log } from "../log.ts";
 import { RECORD_BYTES } from "../record.ts";
 import { type CheckResult, checkFiles } from "../tools/check.ts";
 import { logFlags } from "./args.ts";
-import { defineCommand } from "./command.ts";
+import { defineTableCommand } from "./command.ts";
 
 const args = {
   positionals: [
@@ -68,7 +68,7 @@ function report(result: CheckResult): void {
   }
 }
 
-export default defineCommand({
+export default defineTableCommand({
   name: "check",
   summary: "Check that files are sorted, in order, and hold exactly the input records",
   notes: [

@@ -9,7 +9,7 @@ import { UsageError } from "../errors.ts";
 import { rangeEnd, rangeStart } from "../record.ts";
 import type { ClusterConfig } from "../types.ts";
 import { logFlags } from "./args.ts";
-import { defineCommand } from "./command.ts";
+import { defineTableCommand } from "./command.ts";
 
 /** Ownership prefixes are 48 bits: 12 hex digits. */
 const prefixHexDigits = 12;
@@ -84,7 +84,7 @@ function table(config: ClusterConfig): string[] {
   ];
 }
 
-export default defineCommand({
+export default defineTableCommand({
   name: "config",
   summary: "Validate a cluster config and list its peers",
   args,

@@ -14,7 +14,7 @@ import { formatBytes, formatRate, log } from "../log.ts";
 import { type CheckResult, checkFiles } from "../tools/check.ts";
 import { GEN_KINDS, generate } from "../tools/gen.ts";
 import { logFlags } from "./args.ts";
-import { defineCommand } from "./command.ts";
+import { defineTableCommand } from "./command.ts";
 import { peerArgv, peerFlags } from "./peer-flags.ts";
 
 /** More local peers than this would only measure the scheduler of a small machine. */
@@ -119,7 +119,7 @@ function summaryJson(f: DemoFacts) {
   };
 }
 
-export default defineCommand({
+export default defineTableCommand({
   name: "demo",
   summary: "Sort generated data with several local peers and verify the result",
   notes: [

@@ -6,7 +6,7 @@ import { UsageError } from "../errors.ts";
 import { formatBytes, formatRate, log } from "../log.ts";
 import { defaultGenSeed, GEN_KINDS, generate, maxGenSeed, roundUpToRecords } from "../tools/gen.ts";
 import { logFlags, parseSize } from "./args.ts";
-import { defineCommand } from "./command.ts";
+import { defineTableCommand } from "./command.ts";
 
 const args = {
   positionals: [
@@ -36,7 +36,7 @@ const args = {
   },
 } as const;
 
-export default defineCommand({
+export default defineTableCommand({
   name: "gen",
   summary: "Generate random 100-byte records (deterministic per seed)",
   alsoUsage: ["netsort gen [-randseed <n>] <file> <size>"],

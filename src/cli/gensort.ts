@@ -138,7 +138,6 @@ export default defineRawCommand({
   alsoUsage: [`netsort ${USAGE.slice("usage: ".length)}`],
   notes: ["Options come before the operands, as gensort.c reads them."],
   args,
-  run(rawArgs) {
-    return runGensort(parseGensortArgs([...rawArgs]));
-  },
+  parseArgs: parseGensortArgs,
+  run: runGensort,
 });

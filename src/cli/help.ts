@@ -1,10 +1,11 @@
 /**
  * Help text, generated from the argument tables so it cannot drift from what is
  * parsed. Plain text, no colour, no trailing spaces: required positionals are
- * `<name>`, optional ones `[name]`, repeated ones `<name...>`.
+ * `<name>`, optional ones `[name]`, repeated ones `<name...>`. main.ts hands it
+ * to citty as the usage renderer, in place of citty's coloured one.
  */
 import type { ArgTable, FlagSpec, PositionalSpec } from "./args.ts";
-import type { Command } from "./command.ts";
+import type { NetsortCommand } from "./command.ts";
 
 function positionalLabel(p: PositionalSpec): string {
   const name = p.variadic ? `${p.name}...` : p.name;
@@ -38,9 +39,10 @@ export function usageLine(name: string, args: ArgTable): string {
 }
 
 /** `netsort <command> --help`. */
-export function commandHelp(command: Command): string {
-  const { args } = command;
-  const lines = [`netsort ${command.name}: ${command.summary}`, "", usageLine(command.name, args)];
+export function commandHelp(command: NetsortCommand): string {
+  const { name, description } = command.meta;
+  const args = command.table;
+  const lines = [`netsort ${name}: ${description}`, "", usageLine(name, args)];
   for (const also of command.alsoUsage) lines.push(`       ${also}`);
   if (command.notes.length > 0) lines.push("", ...command.notes);
   if (args.positionals.length > 0) {

@@ -1,21 +1,27 @@
 #!/usr/bin/env bun
 /**
- * Entry point: finds the command, prints help or the version, and turns every
- * failure into one line on stderr ("error: <what>: <why>") and an exit code
- * (0 ok, 1 run-time failure, 2 bad usage/input).
+ * Entry point. citty dispatches: `rootCommand` is a citty command whose
+ * subCommands are the netsort commands (each a citty command built from its
+ * argument table, src/cli/command.ts), run with citty's runCommand; `--help`
+ * goes through citty's runMain with netsort's own renderer (src/cli/help.ts).
+ * Every failure becomes one line on stderr ("error: <what>: <why>") and an exit
+ * code (0 ok, 1 run-time failure, 2 bad usage/input). runMain is not used to
+ * run commands because it exits 1 for every error and prints the usage with it.
  *
  * The course's form `netsort <serverId> <in> <out> <config>` has no command
  * name: a numeric first argument is routed to `sort`.
  */
-import { EXIT_RUNTIME, EXIT_USAGE, NetsortError } from "../errors.ts";
-import type { Command } from "./command.ts";
+import type { ArgsDef, CommandDef } from "citty";
+import { EXIT_RUNTIME, EXIT_USAGE, NetsortError, UsageError } from "../errors.ts";
+import type { NetsortCommand } from "./command.ts";
 import { mainHelp } from "./help.ts";
 import { packageVersion, versionLine } from "./version.ts";
 
-// Commands are loaded only when one runs: `--version` and `--help` stay fast
-// (startup is mostly module loading). The summaries are here for the same
+// Commands, and citty with them, are loaded only when one runs: `--version`
+// and `--help` stay fast (startup is mostly module loading; citty and the
+// node:util it loads cost about 8 ms). The summaries are here for the same
 // reason; tests/cli/help.test.ts checks they match each command's own.
-const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+const commands: Record<string, { summary: string; load: () => Promise<NetsortCommand> }> = {
   sort: {
     summary: "Run one peer of a distributed sort (also: netsort <serverId> ...)",
     load: () => import("./sort.ts").then((m) => m.default),
@@ -66,11 +72,58 @@ export function commandSummaries(): Array<[string, string]> {
 }
 
 /** Load a command by name (tests walk every command's table and help). */
-export async function loadCommand(name: string): Promise<Command | null> {
-  return Object.hasOwn(commands, name) ? commands[name].load() : null;
+export async function loadCommand(name: string | undefined): Promise<NetsortCommand | null> {
+  return name !== undefined && Object.hasOwn(commands, name) ? commands[name].load() : null;
 }
 
 const topHelp = () => mainHelp(commandSummaries(), packageVersion);
+
+function unknownCommand(name: string | undefined): UsageError {
+  return new UsageError(`netsort: unknown command "${name ?? ""}" (see netsort --help)`);
+}
+
+/** How a run through the root command ended. */
+export interface Outcome {
+  exitCode: number;
+}
+
+/**
+ * The top-level citty command. Its subCommands load each command lazily and
+ * keep its exit code in `outcome` (citty drops what a subcommand's run
+ * returns). Its setup runs before citty parses the command's arguments: it
+ * refuses an unknown command and checks the arguments with the command's own
+ * parser, so a usage error is netsort's one line, never citty's message.
+ */
+export function rootCommand(outcome: Outcome): CommandDef<ArgsDef> {
+  const subCommands: Record<string, () => Promise<CommandDef<ArgsDef>>> = {};
+  for (const [name, entry] of Object.entries(commands)) {
+    subCommands[name] = async () => {
+      const command = await entry.load();
+      const run: NetsortCommand["run"] = async (context) => {
+        outcome.exitCode = await command.run(context);
+        return outcome.exitCode;
+      };
+      return { ...command, run };
+    };
+  }
+  return {
+    meta: { name: "netsort", version: packageVersion, description: "distributed sort of 100-byte records" },
+    subCommands,
+    async setup({ rawArgs }) {
+      const command = await loadCommand(rawArgs[0]);
+      if (command === null) throw unknownCommand(rawArgs[0]);
+      command.parseArgs(rawArgs.slice(1));
+    },
+  };
+}
+
+/** citty's usage renderer (runMain's showUsage): netsort's plain help, never citty's coloured one. */
+async function showUsage<T extends ArgsDef = ArgsDef>(command: CommandDef<T>): Promise<void> {
+  const { isNetsortCommand } = await import("./command.ts");
+  const { commandHelp } = await import("./help.ts");
+  const def = command as CommandDef<ArgsDef>;
+  console.log(isNetsortCommand(def) ? commandHelp(def) : topHelp());
+}
 
 /** One line on stderr; --verbose (already applied to the logger) adds the stack. */
 async function report(error: unknown): Promise<number> {
@@ -79,7 +132,21 @@ async function report(error: unknown): Promise<number> {
   return error instanceof NetsortError ? error.exitCode : EXIT_RUNTIME;
 }
 
-/** Run the CLI with `argv` (without the program name); resolves to the exit code. */
+/** The arguments citty sees: `<command> ...`. */
+function commandLine(argv: string[]): string[] {
+  const [first, ...rest] = argv;
+  if (/^\d+$/.test(first)) return ["sort", ...argv];
+  if (first !== "help") return argv;
+  if (rest.length !== 1 || !Object.hasOwn(commands, rest[0])) {
+    throw new UsageError(`help: no command "${rest.join(" ")}" (see netsort --help)`);
+  }
+  return [rest[0], "--help"];
+}
+
+/**
+ * Run the CLI with `argv` (without the program name); resolves to the exit
+ * code, except for a command's `--help`, where citty's runMain exits 0 itself.
+ */
 export async function main(argv: string[]): Promise<number> {
   const first = argv[0];
   if (first === undefined) {
@@ -96,29 +163,21 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   try {
-    const { commandHelp } = await import("./help.ts");
-    const { wantsHelp } = await import("./args.ts");
-    if (first === "help") {
-      const command = await loadCommand(argv[1]);
-      if (command === null || argv.length > 2) {
-        return report(
-          new NetsortError(`help: no command "${argv.slice(1).join(" ")}" (see netsort --help)`, 2),
-        );
-      }
-      console.log(commandHelp(command));
+    const rawArgs = commandLine(argv);
+    if (!Object.hasOwn(commands, rawArgs[0])) throw unknownCommand(rawArgs[0]);
+    const outcome: Outcome = { exitCode: 0 };
+    const root = rootCommand(outcome);
+    const [{ runCommand, runMain }, { wantsHelp }] = await Promise.all([
+      import("citty"),
+      import("./args.ts"),
+    ]);
+    if (wantsHelp(rawArgs.slice(1))) {
+      // citty finds the command and calls showUsage with it.
+      await runMain(root, { rawArgs, showUsage });
       return 0;
     }
-    const rawArgs = /^\d+$/.test(first) ? ["sort", ...argv] : argv;
-    const command = await loadCommand(rawArgs[0]);
-    if (command === null) {
-      return report(new NetsortError(`netsort: unknown command "${rawArgs[0]}" (see netsort --help)`, 2));
-    }
-    const rest = rawArgs.slice(1);
-    if (wantsHelp(rest)) {
-      console.log(commandHelp(command));
-      return 0;
-    }
-    return await command.invoke(rest);
+    await runCommand(root, { rawArgs });
+    return outcome.exitCode;
   } catch (error) {
     return report(error);
   }

@@ -6,14 +6,14 @@
 import { log } from "../log.ts";
 import { generatedSecretBytes, writeSecretFile } from "../secret.ts";
 import { logFlags } from "./args.ts";
-import { defineCommand } from "./command.ts";
+import { defineTableCommand } from "./command.ts";
 
 const args = {
   positionals: [{ name: "file", description: "New secret file (never overwritten)" }],
   flags: { ...logFlags },
 } as const;
 
-export default defineCommand({
+export default defineTableCommand({
   name: "secret",
   summary: "Write a fresh random shared secret to a new file (mode 0600)",
   args,

@@ -1,7 +1,7 @@
 /** `netsort show <file> [--full] [--limit N]`: records one per line, course showsort layout. */
 import { showFile } from "../tools/show.ts";
 import { logFlags } from "./args.ts";
-import { defineCommand } from "./command.ts";
+import { defineTableCommand } from "./command.ts";
 
 const args = {
   positionals: [{ name: "file", description: "File of 100-byte records" }],
@@ -17,7 +17,7 @@ const args = {
   },
 } as const;
 
-export default defineCommand({
+export default defineTableCommand({
   name: "show",
   summary: "Print records one per line: key in hex, a tab, then the value",
   args,

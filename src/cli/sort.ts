@@ -18,7 +18,7 @@ import {
 import { MAX_PEERS } from "../record.ts";
 import type { SortOptions } from "../types.ts";
 import { logFlags, type ParsedArgs, parseIntArg } from "./args.ts";
-import { defineCommand } from "./command.ts";
+import { defineTableCommand } from "./command.ts";
 import { peerFlags } from "./peer-flags.ts";
 
 /** A secret shorter than this is refused: it would be guessable. */
@@ -117,7 +117,7 @@ export function toSortOptions(a: ParsedArgs<typeof sortArgs>): SortOptions {
   };
 }
 
-export default defineCommand({
+export default defineTableCommand({
   name: "sort",
   summary: "Run one peer of a distributed sort (also: netsort <serverId> ...)",
   alsoUsage: ["netsort <serverId> <inputFile> <outputFile> <configFile> [flags]"],

@@ -148,7 +148,6 @@ export default defineRawCommand({
   alsoUsage: [`netsort ${USAGE.slice("usage: ".length)}`],
   notes: ["Options come before the operand, as valsort.c reads them."],
   args,
-  run(rawArgs) {
-    return runValsort(parseValsortArgs([...rawArgs]));
-  },
+  parseArgs: parseValsortArgs,
+  run: runValsort,
 });

@@ -41,7 +41,7 @@ function expectedPositionals(args: ArgTable): string[] {
 
 /** Commands that print data or a report: each takes --json. The others refuse it. */
 const jsonCommands = ["sort", "check", "demo", "bench", "config"];
-/** gen writes a file and show prints records: no summary to put in JSON. */
+/** gen and secret write a file and show prints records: no summary to put in JSON. */
 const noJsonCommands = ["gen", "show", "secret"];
 /** The C tools' clones keep the C tools' options. */
 const cToolCommands = ["gensort", "valsort"];
@@ -61,15 +61,17 @@ describe("netsort <command> --help", () => {
       expectTidy(r.stdout);
       const lines = r.stdout.split("\n");
       const summary = commandSummaries().find(([n]) => n === name)?.[1];
-      expect(summary).toBe(command.summary);
-      expect(lines[0]).toBe(`netsort ${name}: ${command.summary}`);
+      expect(summary).toBe(command.meta.description);
+      expect(lines[0]).toBe(`netsort ${name}: ${command.meta.description}`);
       const usage = lines.find((l) => l.startsWith("Usage: "));
-      expect(usage).toBe(["Usage: netsort", name, ...expectedPositionals(command.args), "[flags]"].join(" "));
+      expect(usage).toBe(
+        ["Usage: netsort", name, ...expectedPositionals(command.table), "[flags]"].join(" "),
+      );
       // Every positional and every flag of the table is described, with its placeholder.
-      for (const p of expectedPositionals(command.args)) {
+      for (const p of expectedPositionals(command.table)) {
         expect(lines.some((l) => l.startsWith(`  ${p}  `))).toBe(true);
       }
-      for (const [flag, spec] of Object.entries(command.args.flags)) {
+      for (const [flag, spec] of Object.entries(command.table.flags)) {
         const value = spec.type === "string" ? ` <${spec.valueHint}>` : "";
         const short = spec.short === undefined ? "" : `-${spec.short}, `;
         expect({ flag, found: lines.some((l) => l.startsWith(`  ${short}--${flag}${value}`)) }).toEqual({
@@ -89,7 +91,7 @@ describe("netsort <command> --help", () => {
   test("--json: accepted by every command that reports, refused by the others with one line", async () => {
     for (const name of jsonCommands) {
       const command = await loadCommand(name);
-      expect({ name, json: command?.args.flags.json?.type }).toEqual({ name, json: "boolean" });
+      expect({ name, json: command?.table.flags.json?.type }).toEqual({ name, json: "boolean" });
     }
     const refused = netsort(["gen", "/nonexistent-dir/x", "1kb", "--json"]);
     expect(refused).toEqual({ code: 2, stdout: "", stderr: "error: gen: unknown option --json\n" });

@@ -72,8 +72,12 @@ describe("sort: arguments to SortOptions", () => {
     expect(() => options(["--memory", "2tb"])).toThrow("sort: --memory: size 2tb is more than");
     expect(() => options(["--temp-dir"])).toThrow("sort: --temp-dir: needs a value");
     expect(() =>
-      toSortOptions(parseCommandArgs("sort", sortArgs, ["2", "in.dat", "out.dat", config])),
-    ).toThrow(`config ${config}: serverId 2 is not listed`);
+      toSortOptions(parseCommandArgs("sort", sortArgs, ["x", "in.dat", "out.dat", config])),
+    ).toThrow('sort: serverId: must be an integer, got "x"');
+    // An id the config does not list is passed on: runPeer refuses it after telling the listed peers.
+    expect(
+      toSortOptions(parseCommandArgs("sort", sortArgs, ["2", "in.dat", "out.dat", config])).serverId,
+    ).toBe(2);
   });
 });
 
