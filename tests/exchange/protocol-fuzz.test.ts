@@ -437,7 +437,10 @@ if (!isMainThread) {
           expect(report.clean).toBeGreaterThan(report.runs / 10);
           expect(report.deep).toBeGreaterThan(report.runs / 4);
           expect(report.payloadErrors).toBeGreaterThan(0);
-          expect(report.maxDecoderBytes).toBe(fixedDecoderBytes);
+          // Fixed buffers, plus at most one SAMPLE payload while a SAMPLE frame is half-received
+          // (allocated only after its length passed the limit).
+          expect(report.maxDecoderBytes).toBeGreaterThanOrEqual(fixedDecoderBytes);
+          expect(report.maxDecoderBytes).toBeLessThanOrEqual(fixedDecoderBytes + maxSamplePayloadBytes);
           console.log(
             `fuzz: ${report.inputs} inputs, ${report.runs} runs, ${report.protocolErrors} protocol errors, ${report.clean} clean, ${report.deep} deep, ${Math.round(report.elapsedMs)} ms`,
           );
