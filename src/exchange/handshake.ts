@@ -18,6 +18,7 @@ import type { Socket } from "bun";
 import { assert, errorMessage, NetsortError } from "../errors.ts";
 import { makeProof, newNonce, type ProofContext, proofMatches } from "./auth.ts";
 import type { Deadline, MeshClock } from "./clock.ts";
+import { FrameDecoder } from "./decoder.ts";
 import {
   decodeAuth,
   decodeHello,
@@ -27,7 +28,6 @@ import {
   encodeReason,
   encodeWelcome,
   FLAG_SECRET,
-  FrameDecoder,
   FrameType,
   type Hello,
   ProtocolError,

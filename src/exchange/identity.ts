@@ -8,7 +8,8 @@ import { readFileSync, realpathSync } from "node:fs";
 import { hostname } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import type { SortOptions } from "../types.ts";
-import { FLAG_SECRET, type WireSettings } from "./protocol.ts";
+import type { HelloRefusal, LocalIdentity } from "./handshake.ts";
+import { FLAG_SECRET, type Hello, type WireSettings } from "./protocol.ts";
 
 /** Identifies this host (boot included), so equal paths on two machines do not collide. */
 function hostIdentity(): string {
@@ -57,7 +58,7 @@ export function fingerprintBytes(configFingerprint: string): Uint8Array {
 }
 
 /** Why two peers' settings cannot work together, naming the flag; null when they agree. */
-export function settingsMismatch(
+function settingsMismatch(
   ours: WireSettings,
   theirs: WireSettings,
   selfId: number,
@@ -72,5 +73,55 @@ export function settingsMismatch(
   if (ours.idleTimeoutMs !== theirs.idleTimeoutMs) {
     return flag("--idle-timeout-ms", ours.idleTimeoutMs, theirs.idleTimeoutMs);
   }
+  return null;
+}
+
+/** What the listener knows when it judges a hello, besides its own identity. */
+export interface HelloContext {
+  configPath: string;
+  outputFile: string;
+  /** Our host:port, for messages. */
+  endpoint: string;
+  /** A stream from the hello's sender is open already. */
+  alreadyConnected: boolean;
+}
+
+/**
+ * Why a hello must be refused, and what it says about the cluster (see
+ * HelloRefusal), or null to go on. Checked in this order: config, membership,
+ * receiver, settings, output file, a second stream.
+ */
+export function helloRefusal(local: LocalIdentity, h: Hello, c: HelloContext): HelloRefusal | null {
+  const selfId = local.serverId;
+  const ours = local.hello;
+  if (h.fingerprint.toHex() !== ours.fingerprint.toHex()) {
+    return {
+      reason: `configs differ: peer ${h.senderId} has config fingerprint ${h.fingerprint.toHex().slice(0, 16)}, peer ${selfId} has ${ours.fingerprint.toHex().slice(0, 16)} (${c.configPath}); give every peer the same config file`,
+      mismatch: "unless-up",
+    };
+  }
+  if (h.peers !== local.peers || h.senderId >= local.peers) {
+    // The same config, but an id it does not list: a peer of ours started with a wrong id.
+    return {
+      reason: `a peer was started as peer ${h.senderId}, which is not in the config (${c.configPath} lists peers 0..${local.peers - 1})`,
+      mismatch: "unless-up",
+    };
+  }
+  if (h.receiverId !== selfId) {
+    return {
+      reason: `peer ${h.senderId} dialed ${c.endpoint} for peer ${h.receiverId}, but this is peer ${selfId}`,
+      mismatch: "no",
+    };
+  }
+  if (h.senderId === selfId) return { reason: `sender id ${h.senderId} is this peer's own`, mismatch: "no" };
+  const settings = settingsMismatch(ours.settings, h.settings, selfId, h.senderId);
+  if (settings !== null) return { reason: settings, mismatch: "now" };
+  if (h.outputTag.toHex() === ours.outputTag.toHex()) {
+    return {
+      reason: `peers ${h.senderId} and ${selfId} were given the same output file (${c.outputFile}) on one host: each peer needs its own`,
+      mismatch: "now",
+    };
+  }
+  if (c.alreadyConnected) return { reason: `peer ${h.senderId} is already connected`, mismatch: "no" };
   return null;
 }

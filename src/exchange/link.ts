@@ -19,6 +19,7 @@ import { log } from "../log.ts";
 import type { ServerEntry } from "../types.ts";
 import type { MeshClock } from "./clock.ts";
 import { Connection } from "./connection.ts";
+import { FrameDecoder } from "./decoder.ts";
 import { DialHandshake, type LinkSocket, type LocalIdentity, MismatchError } from "./handshake.ts";
 import {
   decodeReady,
@@ -28,7 +29,6 @@ import {
   decodeSummary,
   encodeEmpty,
   encodeSummary,
-  FrameDecoder,
   FrameType,
   ProtocolError,
 } from "./protocol.ts";

@@ -26,7 +26,7 @@ import {
   type LocalIdentity,
   type MismatchError,
 } from "./handshake.ts";
-import { fingerprintBytes, helloFlags, outputTag, settingsMismatch, wireSettings } from "./identity.ts";
+import { fingerprintBytes, helloFlags, helloRefusal, outputTag, wireSettings } from "./identity.ts";
 import { endpoint, PeerLink } from "./link.ts";
 import { encodeEmpty, encodeReady, FrameType, type Hello } from "./protocol.ts";
 import { StrangerLog } from "./strangers.ts";
@@ -371,43 +371,14 @@ export class Mesh {
     this.handshakes.add(handshake);
   }
 
-  /** Why a hello must be refused (and whether it proves a misconfiguration), or null. */
+  /** Why a hello must be refused (and whether it shows a misconfiguration), or null. */
   private checkHello(h: Hello): HelloRefusal | null {
-    const selfId = this.self.serverId;
-    const ours = this.local.hello;
-    if (h.fingerprint.toHex() !== ours.fingerprint.toHex()) {
-      return {
-        reason: `configs differ: peer ${h.senderId} has config fingerprint ${h.fingerprint.toHex().slice(0, 16)}, peer ${selfId} has ${ours.fingerprint.toHex().slice(0, 16)} (${this.options.config.path}); give every peer the same config file`,
-        mismatch: "unless-up",
-      };
-    }
-    if (h.peers !== this.peers || h.senderId >= this.peers) {
-      // The same config, but an id it does not list: a peer of ours started with a wrong id.
-      return {
-        reason: `a peer was started as peer ${h.senderId}, which is not in the config (${this.options.config.path} lists peers 0..${this.peers - 1})`,
-        mismatch: "unless-up",
-      };
-    }
-    if (h.receiverId !== selfId) {
-      return {
-        reason: `peer ${h.senderId} dialed ${endpoint(this.self)} for peer ${h.receiverId}, but this is peer ${selfId}`,
-        mismatch: "no",
-      };
-    }
-    if (h.senderId === selfId)
-      return { reason: `sender id ${h.senderId} is this peer's own`, mismatch: "no" };
-    const settings = settingsMismatch(ours.settings, h.settings, selfId, h.senderId);
-    if (settings !== null) return { reason: settings, mismatch: "now" };
-    if (h.outputTag.toHex() === ours.outputTag.toHex()) {
-      return {
-        reason: `peers ${h.senderId} and ${selfId} were given the same output file (${this.options.outputFile}) on one host: each peer needs its own`,
-        mismatch: "now",
-      };
-    }
-    if (this.links[h.senderId]?.in !== null) {
-      return { reason: `peer ${h.senderId} is already connected`, mismatch: "no" };
-    }
-    return null;
+    return helloRefusal(this.local, h, {
+      configPath: this.options.config.path,
+      outputFile: this.options.outputFile,
+      endpoint: endpoint(this.self),
+      alreadyConnected: this.links[h.senderId]?.in != null,
+    });
   }
 
   // ---- barriers and timers ------------------------------------------------------------

@@ -11,6 +11,7 @@ import {
   type ProofContext,
   proofMatches,
 } from "../../src/exchange/auth.ts";
+import { FrameDecoder } from "../../src/exchange/decoder.ts";
 import {
   decodeAuth,
   decodeHello,
@@ -22,7 +23,6 @@ import {
   FINGERPRINT_BYTES,
   FLAG_SECRET,
   FRAME_HEADER_BYTES,
-  FrameDecoder,
   FrameType,
   NONCE_BYTES,
   PROOF_BYTES,

@@ -9,6 +9,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { FrameDecoder } from "../../src/exchange/decoder.ts";
 import {
   decodeAuth,
   decodeHello,
@@ -23,7 +24,6 @@ import {
   encodeWelcome,
   FINGERPRINT_BYTES,
   FRAME_HEADER_BYTES,
-  FrameDecoder,
   FrameType,
   maxDataPayloadBytes,
   maxSamplePayloadBytes,

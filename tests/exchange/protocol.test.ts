@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { FrameDecoder } from "../../src/exchange/decoder.ts";
 import {
   decodeAuth,
   decodeHello,
@@ -14,7 +15,6 @@ import {
   encodeWelcome,
   FINGERPRINT_BYTES,
   FRAME_HEADER_BYTES,
-  FrameDecoder,
   FrameType,
   maxDataPayloadBytes,
   maxSamplePayloadBytes,

@@ -14,12 +14,12 @@
  */
 import { describe, expect, test } from "bun:test";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { FrameDecoder } from "../../src/exchange/decoder.ts";
 import {
   encodeEmpty,
   encodeReason,
   encodeSummary,
   FRAME_HEADER_BYTES,
-  FrameDecoder,
   FrameType,
   ProtocolError,
   writeHeader,

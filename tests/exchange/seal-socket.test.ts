@@ -9,13 +9,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
 import { Connection } from "../../src/exchange/connection.ts";
-import {
-  encodeSummary,
-  FRAME_HEADER_BYTES,
-  FrameDecoder,
-  FrameType,
-  writeHeader,
-} from "../../src/exchange/protocol.ts";
+import { FrameDecoder } from "../../src/exchange/decoder.ts";
+import { encodeSummary, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/exchange/protocol.ts";
 import {
   deriveLinkKeys,
   linkOpener,

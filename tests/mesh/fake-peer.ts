@@ -12,6 +12,7 @@ import { expect } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
 import { loadConfig } from "../../src/config.ts";
 import { newNonce } from "../../src/exchange/auth.ts";
+import { FrameDecoder } from "../../src/exchange/decoder.ts";
 import {
   decodeHello,
   decodeReason,
@@ -23,7 +24,6 @@ import {
   encodeSummary,
   encodeWelcome,
   FRAME_HEADER_BYTES,
-  FrameDecoder,
   FrameType,
   type StreamSummary,
   writeHeader,

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { FRAME_HEADER_BYTES, FrameDecoder, FrameType } from "../../src/exchange/protocol.ts";
+import { FrameDecoder } from "../../src/exchange/decoder.ts";
+import { FRAME_HEADER_BYTES, FrameType } from "../../src/exchange/protocol.ts";
 import { OutStream } from "../../src/exchange/streams.ts";
 import { batchBytes } from "../../src/limits.ts";
 import { Partitioner } from "../../src/partition/partitioner.ts";
