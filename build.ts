@@ -68,7 +68,7 @@ async function compile(outfile: string, target?: Bun.Build.CompileTarget): Promi
       target: "bun",
       minify: true,
       // Precompiled bytecode: `netsort --version` starts in ~40 ms instead of ~60 ms
-      // here. ESM because main.ts uses top-level await (BUN-NOTES.md).
+      // here. ESM because main.ts uses top-level await (docs/runtime-notes.md, "Compiled executables").
       bytecode: true,
       format: "esm",
       // The source map is embedded in the executable: stack traces (--verbose) name
