@@ -12,9 +12,9 @@ import { type Run, span, storeOf, timedValidation } from "./run.ts";
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** Read the input, keep our own records, send the rest as it is read; then end every stream. */
+/** Read the input, keep our own records, send the rest as it is read (queued while a peer is not up). */
 export async function readAndSend(run: Run): Promise<void> {
-  const { mesh, validation, options } = run;
+  const { validation, options } = run;
   const partitioner = run.partitioner;
   assert(partitioner !== null, "the partitioner exists before reading");
   const fromMs = performance.now();
@@ -30,15 +30,19 @@ export async function readAndSend(run: Run): Promise<void> {
   log.info(
     `read ${formatBytes(run.inputBytes)} (${run.t.inputRecords} records) in ${Math.round(run.t.readMs)} ms, ${formatRate(run.inputBytes, run.t.readMs)}; kept ${kept}, sent ${run.t.inputRecords - kept} records`,
   );
-  await mesh.whenConnected();
-  mesh.finishStreams();
 }
 
-/** Wait until every other peer's stream has arrived whole; say so when our share is far from fair. */
+/**
+ * After our own read: end every stream (once the mesh is up) and wait until
+ * every other peer's stream has arrived whole; say so when our share is far
+ * from fair. The wait for late peers counts here, not in the read.
+ */
 export async function awaitExchange(run: Run): Promise<void> {
   const { mesh } = run;
   const store = storeOf(run);
   const fromMs = performance.now();
+  await mesh.whenConnected();
+  mesh.finishStreams();
   await mesh.whenAllReceived();
   run.t.exchangeMs = span(run, "exchange", fromMs);
   run.t.sentBytes = mesh.out.reduce((sum, o) => sum + (o === null ? 0 : o.records * RECORD_BYTES), 0);
