@@ -34,13 +34,8 @@
  */
 import { assert } from "../errors.ts";
 import { RECORD_BYTES } from "../record.ts";
-import {
-  BucketStore,
-  type BucketStoreOptions,
-  blockBytes,
-  sortBuffersMaxBytes,
-  storeChunkBytes,
-} from "./buckets.ts";
+import { blockBytes, sortBuffersMaxBytes, storeChunkBytes } from "./blocks.ts";
+import { BucketStore, type BucketStoreOptions } from "./buckets.ts";
 import { fileRunSource, mergeSorted, piecesSource, type SortedSource } from "./merge.ts";
 import { checkTempDir, ScratchFile } from "./scratch.ts";
 
