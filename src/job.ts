@@ -27,6 +27,7 @@ import {
 import { formatBytes, formatRate, log } from "./log.ts";
 import { Partitioner } from "./partition/partitioner.ts";
 import { RECORD_BYTES, rangeEnd, rangeStart } from "./record.ts";
+import { noSecretWarning } from "./secret.ts";
 import { BucketStore } from "./sort/buckets.ts";
 import type { PhaseName, PhaseTimings, SortOptions } from "./types.ts";
 import { decodePart, globalVerdict, type PeerPart, PeerValidation } from "./validate/validation.ts";
@@ -312,6 +313,11 @@ function setUp(options: SortOptions): Run | Error {
 }
 
 export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
+  const exposed = noSecretWarning(
+    options.config.servers.map((s) => s.host),
+    options.secret,
+  );
+  if (exposed !== null) log.warn(exposed);
   if (options.config.servers[options.serverId] === undefined) {
     // Not a member: say so to the peers that are, so they stop now too.
     const error = new UsageError(

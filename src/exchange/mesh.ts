@@ -320,11 +320,11 @@ export class Mesh {
         },
         failureFrame: () => (this.failure.error === null ? null : this.failure.frame(FrameType.Refuse)),
         onTold: (peer) => this.failure.markTold(peer),
-        onOpen: (s, senderId, rest) => {
+        onOpen: (s, senderId, rest, keys) => {
           this.handshakes.delete(handshake);
           const link = this.links[senderId];
           assert(link !== null && link !== undefined, "checkHello admits only other peers");
-          link.attachIn(s, rest);
+          link.attachIn(s, rest, keys);
         },
         onMismatch: (error: MismatchError, when) => {
           if (when === "now") this.fail(error);
