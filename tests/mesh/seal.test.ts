@@ -440,3 +440,36 @@ describe("the linger after a failure, with a secret", () => {
     runBoundMs,
   );
 });
+
+describe("a settings mismatch between peers with the same secret", () => {
+  test(
+    "the listener's verdict, sent sealed after its proof, stops both peers (exit 2) naming the setting",
+    async () => {
+      const dir = newDir();
+      const config = writeConfig(dir, freePorts(2));
+      const inputs = writeInputs(
+        dir,
+        [0, 1].map((id) => makeRecords(1000, "uniform", 150 + id)),
+      );
+      const outputs = outputPaths(dir, 2);
+      const secret = secretFile(dir);
+      const peers = [0, 1].map((id) =>
+        spawnPeer({
+          id,
+          input: inputs[id],
+          output: outputs[id],
+          config,
+          // Only peer 0 validates: a setting every peer must share, compared after the proofs.
+          args: ["--secret-file", secret, "--connect-timeout-ms=15000", ...(id === 0 ? ["--validate"] : [])],
+        }),
+      );
+      const exits = await allExited(peers, runBoundMs);
+      for (const e of exits) {
+        expect({ id: e.id, exitCode: e.exitCode }).toEqual({ id: e.id, exitCode: 2 });
+        expect(errorLine(e)).toMatch(/validate/);
+      }
+      expect(leftovers(dir, outputs)).toEqual([]);
+    },
+    runBoundMs,
+  );
+});
