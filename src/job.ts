@@ -27,6 +27,7 @@ import { abortEarly, fail } from "./peer/ending.ts";
 import { awaitExchange, readAndSend, sortAndWrite } from "./peer/phases.ts";
 import { emptyTimings, placeRecords, type Run, span, startProgress, storeOf } from "./peer/run.ts";
 import { rangeEnd, rangeStart } from "./record.ts";
+import { noSecretWarning } from "./secret.ts";
 import { checkTempDir } from "./sort/scratch.ts";
 import type { PhaseTimings, SortOptions } from "./types.ts";
 import { PeerValidation } from "./validate/validation.ts";
@@ -114,6 +115,11 @@ async function sample(run: Run): Promise<void> {
 export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
   const startMs = performance.now();
   const startedAtEpochMs = Date.now();
+  const exposed = noSecretWarning(
+    options.config.servers.map((s) => s.host),
+    options.secret,
+  );
+  if (exposed !== null) log.warn(exposed);
   if (options.config.servers[options.serverId] === undefined) {
     // Not a member: say so to the peers that are, so they stop now too.
     const error = new UsageError(

@@ -20,6 +20,7 @@ import {
   writeTimelineSvg,
 } from "../local/bench.ts";
 import { formatBytes, log } from "../log.ts";
+import { writeSecretFile } from "../secret.ts";
 import { GEN_KINDS } from "../tools/gen.ts";
 import { logFlags } from "./args.ts";
 import { defineTableCommand } from "./command.ts";
@@ -82,6 +83,11 @@ const args = {
     startup: {
       type: "boolean",
       description: "Also time `--version` x20 and a 1-record mesh of 4 peers x5",
+    },
+    "secret-compare": {
+      type: "boolean",
+      description:
+        "After each run, run the same sort with a shared secret (sealed links) and report the ratio and cost per GB",
     },
     svg: {
       type: "string",
@@ -165,6 +171,18 @@ function printReport(r: BenchReport): void {
       `ratio     netsort / C = ${r.c.ratio.toFixed(2)}x wall (medians of the same session)${cpuRatio}`,
     );
   }
+  if (r.sealed !== null) {
+    const x = r.sealed;
+    const cpu = x.median.cpuMs < 0 ? "unknown" : `${ms(x.median.cpuMs)} ms`;
+    console.log(
+      `sealed    median wall ${ms(x.median.wallMs)} ms, ${x.median.mbPerSec.toFixed(1)} MB/s, cpu of all peers ${cpu}, output ${x.verified ? "verified" : "NOT verified"} (secret ${x.secretFile})`,
+    );
+    const cpuRatio = x.cpuRatio < 0 ? "" : `; cpu ${x.cpuRatio.toFixed(2)}x`;
+    const cpuCost = Number.isNaN(x.cpuMsPerGb) ? "" : `, ${ms(x.cpuMsPerGb)} ms cpu`;
+    console.log(
+      `ratio     sealed / plain = ${x.ratio.toFixed(2)}x wall${cpuRatio} (medians, runs alternating); cost per GB sorted: ${ms(x.wallMsPerGb)} ms wall${cpuCost}`,
+    );
+  }
   if (r.startup !== null) {
     console.log(
       `startup   --version median ${ms(r.startup.versionMs.median)} ms; 1-record mesh of 4 peers median ${ms(r.startup.meshMs.median)} ms`,
@@ -178,6 +196,8 @@ export default defineTableCommand({
   notes: [
     "Progress goes to stderr, the report (or --json) to stdout. --partition, --memory,",
     "--temp-dir and --secret-file are passed on to every peer.",
+    "--secret-compare runs every sort twice, without and with a secret (--secret-file, or a fresh",
+    "one bench writes), and reports sealed / plain; NETSORT_SECRET must be unset for it.",
   ],
   args,
   async run(a) {
@@ -194,12 +214,28 @@ export default defineTableCommand({
         );
       }
     }
+    if (a["secret-compare"] && process.env.NETSORT_SECRET) {
+      throw new UsageError(
+        "bench: --secret-compare needs NETSORT_SECRET unset (the runs without a secret would inherit it)",
+      );
+    }
     const progress = (line: string) => log.info(line);
     if (netsort.warning !== null) log.warn(netsort.warning);
 
     const ownDir = a.dir === undefined;
     const dir = a.dir ?? mkdtempSync(join(tmpdir(), "netsort-bench-"));
     mkdirSync(dir, { recursive: true });
+    // --secret-compare: the given --secret-file seals the compared runs only; without one, a fresh secret.
+    let secretCompare: string | null = null;
+    let ownSecret: string | null = null;
+    if (a["secret-compare"]) {
+      secretCompare = a["secret-file"] ?? join(dir, "bench-secret");
+      if (a["secret-file"] === undefined) {
+        writeSecretFile(secretCompare);
+        ownSecret = secretCompare;
+      }
+    }
+    const peerArgs = peerArgv(a["secret-compare"] ? { ...a, "secret-file": undefined } : a);
     try {
       progress(
         `bench: ${peers} peers x ${formatBytes(bytesPerPeer)} per peer = ${formatBytes(bytesPerPeer * peers)} of ${kind} records, ${runs} runs, peers run ${netsort.label}${cBaseline === null ? "" : `, C baseline ${cBaseline}`}`,
@@ -214,14 +250,16 @@ export default defineTableCommand({
         cBaseline,
         startup: a.startup,
         validate: a.validate,
-        peerArgs: peerArgv(a),
+        peerArgs,
         progress,
+        secretCompare,
       });
       if (a.svg !== undefined) writeTimelineSvg(a.svg, benchTimeline(report));
       if (a.json) console.log(JSON.stringify(report, null, 2));
       else printReport(report);
       return 0;
     } finally {
+      if (ownSecret !== null) rmSync(ownSecret, { force: true });
       if (ownDir) rmSync(dir, { recursive: true, force: true });
     }
   },

@@ -3,9 +3,7 @@
  * Also reached as plain `netsort <serverId> ...` (the course's form; see main.ts).
  */
 
-import { readFileSync } from "node:fs";
 import { loadConfig } from "../config.ts";
-import { UsageError } from "../errors.ts";
 import { runPeer } from "../job.ts";
 import {
   defaultConnectTimeoutMs,
@@ -16,14 +14,11 @@ import {
   minRetryIntervalMs,
 } from "../limits.ts";
 import { MAX_PEERS } from "../record.ts";
+import { loadSecret } from "../secret.ts";
 import type { SortOptions } from "../types.ts";
 import { logFlags, type ParsedArgs, parseIntArg } from "./args.ts";
 import { defineTableCommand } from "./command.ts";
 import { peerFlags } from "./peer-flags.ts";
-
-/** A secret shorter than this is refused: it would be guessable. */
-const minSecretBytes = 8;
-const maxSecretBytes = 4096;
 
 export const sortArgs = {
   positionals: [
@@ -70,30 +65,6 @@ export const sortArgs = {
     ...logFlags,
   },
 } as const;
-
-function loadSecret(file: string | undefined): Uint8Array | null {
-  let text: string | undefined;
-  let source: string;
-  if (file !== undefined) {
-    source = `secret file ${file}`;
-    try {
-      text = readFileSync(file, "utf8");
-    } catch (error) {
-      throw new UsageError(`${source}: cannot read (${(error as NodeJS.ErrnoException).code ?? error})`);
-    }
-  } else {
-    source = "NETSORT_SECRET";
-    text = process.env.NETSORT_SECRET;
-    if (text === undefined || text === "") return null;
-  }
-  const secret = new TextEncoder().encode(text.replace(/\r?\n$/, ""));
-  if (secret.length < minSecretBytes || secret.length > maxSecretBytes) {
-    throw new UsageError(
-      `${source}: the secret must be ${minSecretBytes} to ${maxSecretBytes} bytes, got ${secret.length}`,
-    );
-  }
-  return secret;
-}
 
 /** The peer's SortOptions from its parsed arguments (reads the config and the secret). */
 export function toSortOptions(a: ParsedArgs<typeof sortArgs>): SortOptions {

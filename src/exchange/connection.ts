@@ -8,6 +8,7 @@
 import type { Socket } from "bun";
 import { assert } from "../errors.ts";
 import { maxPendingFrames } from "../limits.ts";
+import { type Sealer, sealOutOffsetBytes, sealRoomAfterBytes, sealRoomBeforeBytes } from "./seal.ts";
 
 interface Pending {
   buf: Uint8Array;
@@ -15,6 +16,10 @@ interface Pending {
   end: number;
   /** Called once the frame has been handed to the kernel whole (e.g. to recycle the buffer). */
   onWritten: (() => void) | null;
+  /** `buf` sits in a larger buffer with sealRoomBefore/AfterBytes around it: seal it in place. */
+  room: boolean;
+  /** Already a sealed record (or no sealing on this connection). */
+  sealed: boolean;
 }
 
 export class Connection<T = unknown> {
@@ -26,6 +31,13 @@ export class Connection<T = unknown> {
   lastReceivedMs = performance.now();
   lastSentMs = performance.now();
   closed = false;
+  /**
+   * With a shared secret, every frame becomes a sealed record as it is first
+   * written: in queue order, so the record counter follows the wire order, and
+   * frames queued before the handshake finished are sealed once it has. Set
+   * before `attach`.
+   */
+  sealer: Sealer | null = null;
 
   /** Attach the socket once it is open; queued frames start flowing. */
   attach(socket: Socket<T>): void {
@@ -35,14 +47,20 @@ export class Connection<T = unknown> {
     this.flush();
   }
 
-  /** Queue a whole frame. `buf` must not change until `onWritten` runs. */
-  send(buf: Uint8Array, length = buf.length, onWritten: (() => void) | null = null): void {
+  /**
+   * Queue a whole frame. `buf` must not change until `onWritten` runs. `room`:
+   * buf is a view with sealRoomBeforeBytes before it and sealRoomAfterBytes after
+   * `length` in its ArrayBuffer, so with a sealer it is sealed in place (no copy
+   * of the frame); otherwise a sealed copy is made and `buf` is left untouched
+   * (shared frames such as PING or announcements).
+   */
+  send(buf: Uint8Array, length = buf.length, onWritten: (() => void) | null = null, room = false): void {
     if (this.closed) {
       onWritten?.();
       return;
     }
     assert(this.pending.length - this.head < maxPendingFrames, "connection queue bounded");
-    this.pending.push({ buf, offset: 0, end: length, onWritten });
+    this.pending.push({ buf, offset: 0, end: length, onWritten, room, sealed: false });
     this.flush();
   }
 
@@ -57,6 +75,7 @@ export class Connection<T = unknown> {
     if (socket === null || this.closed) return;
     while (this.head < this.pending.length) {
       const p = this.pending[this.head];
+      if (this.sealer !== null && !p.sealed) this.seal(p, this.sealer);
       const wrote = socket.write(p.buf, p.offset, p.end - p.offset);
       if (wrote < 0) {
         this.markClosed();
@@ -74,6 +93,28 @@ export class Connection<T = unknown> {
     const waiters = this.flushWaiters;
     this.flushWaiters = [];
     for (const w of waiters) w();
+  }
+
+  /** Turn a queued plaintext frame into its sealed record (it has not been written at all yet). */
+  private seal(p: Pending, sealer: Sealer): void {
+    assert(p.offset === 0, "a frame is sealed before its first byte is written");
+    if (p.room) {
+      const at = p.buf.byteOffset - sealRoomBeforeBytes;
+      assert(at >= 0, "room before the frame");
+      const out = new Uint8Array(p.buf.buffer, at, sealRoomBeforeBytes + p.end + sealRoomAfterBytes);
+      const n = sealer.sealInto(
+        out.subarray(sealRoomBeforeBytes, sealRoomBeforeBytes + p.end),
+        out,
+        sealOutOffsetBytes,
+      );
+      p.buf = out;
+      p.offset = sealOutOffsetBytes;
+      p.end = sealOutOffsetBytes + n;
+    } else {
+      p.buf = sealer.seal(p.buf.subarray(0, p.end));
+      p.end = p.buf.length;
+    }
+    p.sealed = true;
   }
 
   /** Resolves when every queued byte has been handed to the kernel (or the socket closed). */

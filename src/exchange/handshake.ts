@@ -6,10 +6,13 @@
  *   listener: awaiting-hello -> [awaiting-auth] -> open            (or ended)
  *
  * With a shared secret the dialer proves it first (AUTH), and only then does the
- * listener compare configs and settings and answer with its own proof: a
+ * listener answer with its own proof and compare configs and settings: a
  * connection that has proved nothing learns nothing (no proof to guess against
- * offline, no failure reason, no settings verdict). Without a secret the
- * listener compares at HELLO and answers WELCOME or REFUSE.
+ * offline, no failure reason, no settings verdict). From the byte after the
+ * listener's AUTH on, both directions are sealed (src/exchange/seal.ts): the
+ * listener's verdict (a refusal, or its failure during the linger) goes out as a
+ * sealed frame, and the link's keys go to whoever owns the open stream. Without
+ * a secret the listener compares at HELLO and answers WELCOME or REFUSE.
  *
  * A handshake never fails the mesh itself: it reports to its owner (PeerLink for
  * dials, Mesh for accepts), which decides.
@@ -32,6 +35,7 @@ import {
   type Hello,
   ProtocolError,
 } from "./protocol.ts";
+import { deriveLinkKeys, type LinkKeys, linkSealer } from "./seal.ts";
 import type { SocketHandler } from "./streams.ts";
 
 export type LinkSocket = Socket<SocketHandler>;
@@ -66,8 +70,12 @@ function proofContext(h: Hello, listenerId: number, listenerNonce: Uint8Array): 
 // ---- dialer -------------------------------------------------------------------
 
 export interface DialEvents {
-  /** The stream is open; `rest` are bytes that followed the handshake in the same chunk. */
-  onOpen(socket: LinkSocket, rest: Uint8Array): void;
+  /**
+   * The stream is open; `rest` are bytes that followed the handshake in the same
+   * chunk. `keys`: with a secret, the link's keys; `rest` and everything after
+   * it is sealed, and so must be everything sent.
+   */
+  onOpen(socket: LinkSocket, rest: Uint8Array, keys: LinkKeys | null): void;
   /** Nobody (or a stranger) answered: try again later. */
   onRetry(why: string): void;
   /** The listener refused us or reported an abort, or its answer proves a misconfiguration. */
@@ -81,6 +89,7 @@ export class DialHandshake {
   private readonly nonce = newNonce();
   private hello: Hello | null = null;
   private listenerNonce: Uint8Array | null = null;
+  private keys: LinkKeys | null = null;
   private socket: LinkSocket | null = null;
   private timer: Deadline | null = null;
   private readonly decoder: FrameDecoder;
@@ -165,7 +174,7 @@ export class DialHandshake {
     if (this.state === "open" && this.socket !== null) {
       const socket = this.socket;
       this.socket = null;
-      this.events.onOpen(socket, chunk.subarray(used));
+      this.events.onOpen(socket, chunk.subarray(used), this.keys);
     }
   }
 
@@ -195,16 +204,14 @@ export class DialHandshake {
         encodeAuth(makeProof(secret, "dialer", proofContext(hello, this.peer.serverId, welcome.nonce))),
       );
       this.state = "auth-sent";
-      this.decoder.allowed = new Set([FrameType.Auth, FrameType.Refuse, FrameType.Abort]);
+      // A listener with a secret sends its failure reason only sealed, after its AUTH.
+      this.decoder.allowed = new Set([FrameType.Auth, FrameType.Refuse]);
       return;
     }
     assert(type === FrameType.Auth && this.state === "auth-sent", "AUTH answers our AUTH");
     assert(secret !== null && this.hello !== null && this.listenerNonce !== null, "auth context");
-    const expected = makeProof(
-      secret,
-      "listener",
-      proofContext(this.hello, this.peer.serverId, this.listenerNonce),
-    );
+    const context = proofContext(this.hello, this.peer.serverId, this.listenerNonce);
+    const expected = makeProof(secret, "listener", context);
     if (!proofMatches(expected, decodeAuth(payload))) {
       const error = new MismatchError(
         `peer ${this.peer.serverId} at ${this.peer.host}:${this.peer.port} failed to prove the shared secret to peer ${this.local.serverId}: the secrets differ`,
@@ -212,6 +219,7 @@ export class DialHandshake {
       this.end(() => this.events.onRejected(error, null));
       return;
     }
+    this.keys = deriveLinkKeys(secret, context);
     this.open();
   }
 
@@ -282,8 +290,12 @@ export interface AcceptEvents {
   failureFrame(): Uint8Array | null;
   /** We told `peerId` of our failure. */
   onTold(peerId: number): void;
-  /** The stream from `senderId` is open; `rest` are bytes after the handshake. */
-  onOpen(socket: LinkSocket, hello: Hello, rest: Uint8Array): void;
+  /**
+   * The stream from `hello.senderId` is open; `rest` are bytes after the handshake.
+   * `keys`: with a secret, the link's keys (`rest` on is sealed, and so must be
+   * everything sent).
+   */
+  onOpen(socket: LinkSocket, hello: Hello, rest: Uint8Array, keys: LinkKeys | null): void;
   /** A hello showed a cluster misconfiguration: fail this peer too, now or unless the mesh comes up. */
   onMismatch(error: MismatchError, when: "now" | "unless-up"): void;
   /** The connection was dropped (a stranger, a bad hello, a timeout): log it, rate-limited. */
@@ -296,6 +308,7 @@ export class AcceptHandshake {
   state: AcceptState = "awaiting-hello";
   private readonly nonce = newNonce();
   private hello: Hello | null = null;
+  private keys: LinkKeys | null = null;
   private readonly timer: Deadline;
   private readonly decoder: FrameDecoder;
   /** Read at accept: once the socket has closed Bun no longer knows it. */
@@ -344,7 +357,7 @@ export class AcceptHandshake {
       return;
     }
     if (this.state === "open" && this.hello !== null) {
-      this.events.onOpen(this.socket, this.hello, chunk.subarray(used));
+      this.events.onOpen(this.socket, this.hello, chunk.subarray(used), this.keys);
     }
   }
 
@@ -357,7 +370,8 @@ export class AcceptHandshake {
     const hello = this.hello;
     const secret = this.local.secret;
     assert(hello !== null && secret !== null, "auth context");
-    const expected = makeProof(secret, "dialer", proofContext(hello, this.local.serverId, this.nonce));
+    const context = proofContext(hello, this.local.serverId, this.nonce);
+    const expected = makeProof(secret, "dialer", context);
     if (!proofMatches(expected, decodeAuth(payload))) {
       // Says nothing else: whoever this is has proved nothing.
       this.drop(
@@ -366,11 +380,22 @@ export class AcceptHandshake {
       );
       return;
     }
-    if (this.tellFailure(hello.senderId)) return;
-    if (!this.compare(hello)) return;
-    this.socket.write(
-      encodeAuth(makeProof(secret, "listener", proofContext(hello, this.local.serverId, this.nonce))),
-    );
+    // Proved: our proof, then everything sealed, the verdict included.
+    this.socket.write(encodeAuth(makeProof(secret, "listener", context)));
+    const keys = deriveLinkKeys(secret, context);
+    const failure = this.events.failureFrame();
+    if (failure !== null) {
+      this.tell(hello.senderId, linkSealer(keys, "listener").seal(failure));
+      return;
+    }
+    const refusal = this.events.checkHello(hello);
+    if (refusal !== null) {
+      // After a proof, nothing is a stranger's doing: every refusal is a misconfiguration.
+      const sealed = linkSealer(keys, "listener").seal(encodeReason(FrameType.Refuse, refusal.reason, 2));
+      this.refuse(refusal.mismatch === "no" ? refusal : { ...refusal, mismatch: "now" }, sealed);
+      return;
+    }
+    this.keys = keys;
     this.open();
   }
 
@@ -409,29 +434,38 @@ export class AcceptHandshake {
     this.decoder.allowed = new Set([FrameType.Auth]);
   }
 
-  /** After our failure, a (proved) peer gets our reason instead of a stream. */
+  /**
+   * Without a secret, after our failure any dialer gets our reason instead of a
+   * stream (with a secret, only a proved one, sealed: see onFrame).
+   */
   private tellFailure(senderId: number): boolean {
+    assert(this.local.secret === null, "the reason goes out in clear only without a secret");
     const frame = this.events.failureFrame();
     if (frame === null) return false;
+    this.tell(senderId, frame);
+    return true;
+  }
+
+  /** Deliver our failure (`frame`, as it goes on the wire) and hang up. */
+  private tell(senderId: number, frame: Uint8Array): void {
     this.end();
     this.socket.write(frame);
     this.socket.end();
     if (senderId < this.local.peers) this.events.onTold(senderId);
-    return true;
   }
 
-  /** Compare configs and settings; on a mismatch refuse with the reason (and maybe fail). */
+  /** Compare configs and settings (no secret); on a mismatch refuse with the reason (and maybe fail). */
   private compare(hello: Hello): boolean {
     const refusal = this.events.checkHello(hello);
     if (refusal === null) return true;
-    // After a proof, nothing is a stranger's doing: every refusal is a misconfiguration.
-    const proved = this.local.secret !== null;
-    this.refuse(proved && refusal.mismatch !== "no" ? { ...refusal, mismatch: "now" } : refusal);
+    this.refuse(refusal);
     return false;
   }
 
-  private refuse(refusal: HelloRefusal): void {
-    this.drop(refusal.reason, refusal.reason);
+  /** `sealed`: the REFUSE as a sealed record (after a proof); else it goes in clear. */
+  private refuse(refusal: HelloRefusal, sealed: Uint8Array | null = null): void {
+    if (sealed === null) this.drop(refusal.reason, refusal.reason);
+    else this.drop(refusal.reason, null, sealed);
     if (refusal.mismatch !== "no")
       this.events.onMismatch(new MismatchError(refusal.reason), refusal.mismatch);
   }
@@ -447,10 +481,12 @@ export class AcceptHandshake {
     this.clock.cancel(this.timer);
   }
 
-  private drop(why: string, refuse: string | null): void {
+  /** Hang up, saying `refuse` in clear first, or sending the already sealed `sealed` frame. */
+  private drop(why: string, refuse: string | null, sealed: Uint8Array | null = null): void {
     if (this.state === "ended" || this.state === "open") return;
     this.end();
     if (refuse !== null) this.socket.write(encodeReason(FrameType.Refuse, refuse, 2));
+    if (sealed !== null) this.socket.write(sealed);
     this.socket.end();
     this.events.onDropped(`dropped a connection from ${this.remote}: ${why}`);
   }

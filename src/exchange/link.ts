@@ -12,6 +12,11 @@
  * Each frame is accepted only in the state that expects it (the decoder's
  * allowed set is a function of the state); anything else is a protocol
  * violation by that peer. docs/architecture.md draws both paths.
+ *
+ * With a shared secret each connection carries sealed records after its
+ * handshake (src/exchange/seal.ts): the Connection seals what it sends, and
+ * every received chunk goes through the link's Opener before the FrameDecoder.
+ * A record that fails to open fails the run naming the link.
  */
 import { assert, errorMessage, NetsortError } from "../errors.ts";
 import { answerWaitHelloTimeouts, fastRetries, fastRetryMs } from "../limits.ts";
@@ -32,6 +37,7 @@ import {
   FrameType,
   ProtocolError,
 } from "./protocol.ts";
+import { type LinkKeys, linkOpener, linkSealer, type Opener, SealError } from "./seal.ts";
 import { type InState, InStream, OutStream, type SocketHandler } from "./streams.ts";
 
 const abortedPrefix = /^peer \d+ aborted: /;
@@ -81,6 +87,9 @@ export class PeerLink {
   readonly out: OutStream;
   in: InStream | null = null;
   private inDecoder: FrameDecoder | null = null;
+  /** With a secret: the openers of our out-stream (their answers) and of their stream. */
+  private outOpener: Opener | null = null;
+  private inOpener: Opener | null = null;
   private dial: DialHandshake | null = null;
   private dialAttempts = 0;
   private retryTimer: Timer | null = null;
@@ -92,6 +101,8 @@ export class PeerLink {
    * the sender) and bytes already read kept here, until release().
    */
   private holding: { chunks: Uint8Array[]; bytes: number } | null = null;
+  /** The in-stream's plain-bytes path (after the opener, with a secret): release() replays held bytes into it. */
+  private inPlain: ((bytes: Uint8Array) => void) | null = null;
 
   constructor(
     readonly peer: ServerEntry,
@@ -123,9 +134,9 @@ export class PeerLink {
     if (this.out.state !== "dialing" || this.dial !== null || this.told || !this.events.mayDial()) return;
     const answerWaitMs = this.helloTimeoutMs * answerWaitHelloTimeouts;
     const dial = new DialHandshake(this.local, this.peer, this.clock, answerWaitMs, {
-      onOpen: (socket, rest) => {
+      onOpen: (socket, rest, keys) => {
         this.dial = null;
-        this.onDialOpen(socket, rest);
+        this.onDialOpen(socket, rest, keys);
       },
       onRetry: (why) => {
         this.dial = null;
@@ -134,10 +145,7 @@ export class PeerLink {
       onRejected: (error, payload) => {
         this.dial = null;
         if (payload === null) return this.events.onFail(error, false);
-        const told = isAbortReport(payload);
-        if (told) this.told = true;
-        const prefix = told ? "" : `peer ${this.id} at ${endpoint(this.peer)} refused us: `;
-        this.events.onFail(reportedError(payload, this.id, prefix), told);
+        this.onRefused(payload);
       },
     });
     this.dial = dial;
@@ -158,25 +166,46 @@ export class PeerLink {
     }, waitMs);
   }
 
-  private onDialOpen(socket: LinkSocket, rest: Uint8Array): void {
+  /** The listener refused our hello (or, with a secret, our proved stream), or reported its abort. */
+  private onRefused(payload: Uint8Array): void {
+    const told = isAbortReport(payload);
+    if (told) this.told = true;
+    const prefix = told ? "" : `peer ${this.id} at ${endpoint(this.peer)} refused us: `;
+    this.events.onFail(reportedError(payload, this.id, prefix), told);
+  }
+
+  private onDialOpen(socket: LinkSocket, rest: Uint8Array, keys: LinkKeys | null): void {
     const frame = this.events.failureFrame();
     if (frame !== null) {
       // We dialed only to deliver our abort (we could not listen): say why, hang up.
-      socket.write(frame);
+      socket.write(keys === null ? frame : linkSealer(keys, "dialer").seal(frame));
       socket.end();
       this.told = true;
       this.events.onTold(this.id);
       return;
     }
+    // With a secret the listener's verdict comes sealed after its AUTH: a REFUSE
+    // (its failure, or a settings mismatch it saw after our proof) instead of silence.
+    const allowed = [FrameType.Ack, FrameType.Abort, FrameType.Ping];
+    if (keys !== null) allowed.push(FrameType.Refuse);
     const decoder = new FrameDecoder(
       { onRecords: () => {}, onControl: (type, payload) => this.onOutFrame(type, payload) },
-      new Set([FrameType.Ack, FrameType.Abort, FrameType.Ping]),
+      new Set(allowed),
     );
+    let receive = (chunk: Uint8Array) => {
+      decoder.push(chunk);
+    };
+    if (keys !== null) {
+      this.out.conn.sealer = linkSealer(keys, "dialer");
+      const opener = linkOpener(keys, "dialer", receive);
+      this.outOpener = opener;
+      receive = (chunk) => opener.push(chunk);
+    }
     socket.data = {
       onData: (chunk) => {
         this.out.conn.lastReceivedMs = performance.now();
         try {
-          decoder.push(chunk);
+          receive(chunk);
         } catch (error) {
           this.events.onFail(this.violation(error), false);
         }
@@ -194,6 +223,11 @@ export class PeerLink {
   private onOutFrame(type: FrameType, payload: Uint8Array): void {
     if (type === FrameType.Abort) {
       this.onAbort(payload);
+      return;
+    }
+    if (type === FrameType.Refuse) {
+      this.out.stop();
+      this.onRefused(payload);
       return;
     }
     if (type !== FrameType.Ack) return; // PING: lastReceivedMs already moved
@@ -220,16 +254,17 @@ export class PeerLink {
     // between them). The in-stream decides (docs/reliability.md, problem E).
     if (this.out.state === "acked" || this.out.state === "lost") return;
     this.out.to("lost");
+    const partial = this.outOpener?.atRecordBoundary === false ? " inside a sealed record" : "";
     this.events.onFail(
-      new NetsortError(`lost connection to peer ${this.id} (${endpoint(this.peer)}): ${why}`),
+      new NetsortError(`lost connection to peer ${this.id} (${endpoint(this.peer)})${partial}: ${why}`),
       false,
     );
   }
 
   // ---- the incoming stream --------------------------------------------------------
 
-  /** The listener accepted this peer's hello: its stream is open. */
-  attachIn(socket: LinkSocket, rest: Uint8Array, inputRecords: number): void {
+  /** The listener accepted this peer's hello: its stream is open (sealed when `keys` are given). */
+  attachIn(socket: LinkSocket, rest: Uint8Array, inputRecords: number, keys: LinkKeys | null = null): void {
     assert(this.in === null, `one stream from peer ${this.id}`);
     const stream = new InStream(this.peer, new Connection<SocketHandler>(), inputRecords);
     this.in = stream;
@@ -244,16 +279,30 @@ export class PeerLink {
       allowedIn("open"),
     );
     this.inDecoder = decoder;
+    // Plain frames (opened, with a secret) go to the decoder, or are held after a SAMPLE.
+    const plain = (bytes: Uint8Array) => {
+      if (this.holding !== null) return this.hold(bytes);
+      const used = decoder.push(bytes);
+      if (this.holding !== null) this.hold(bytes.subarray(used));
+    };
+    this.inPlain = plain;
+    let receive = plain;
+    if (keys !== null) {
+      stream.conn.sealer = linkSealer(keys, "listener");
+      const opener = linkOpener(keys, "listener", plain);
+      this.inOpener = opener;
+      receive = (chunk) => opener.push(chunk);
+    }
     socket.data = {
       onData: (chunk) => {
         stream.conn.lastReceivedMs = performance.now();
-        if (this.holding !== null) return this.hold(socket, chunk);
         try {
-          const used = decoder.push(chunk);
-          if (this.holding !== null) this.hold(socket, chunk.subarray(used));
+          receive(chunk);
         } catch (error) {
           this.events.onFail(this.violation(error), false);
         }
+        // Held: stop reading, so TCP slows the sender until release().
+        if (this.holding !== null) socket.pause();
       },
       onDrain: () => stream.conn.flush(),
       onClose: (why) => this.onInClosed(why),
@@ -309,15 +358,14 @@ export class PeerLink {
     this.events.onProgress();
   }
 
-  /** Keep bytes read while the stream is held, and stop reading more (TCP then slows the sender). */
-  private hold(socket: LinkSocket, bytes: Uint8Array): void {
+  /** Keep plain bytes read while the stream is held (the caller stops reading the socket). */
+  private hold(bytes: Uint8Array): void {
     const holding = this.holding;
     assert(holding !== null, "holding");
     if (bytes.length > 0) {
       holding.chunks.push(bytes.slice()); // the socket's buffer is only valid during the call
       holding.bytes += bytes.length;
     }
-    socket.pause();
   }
 
   /** Every sample is in: place the held bytes and read on. */
@@ -329,9 +377,13 @@ export class PeerLink {
     stream.conn.lastReceivedMs = performance.now();
     this.inDecoder?.resume();
     const socket = stream.conn.socket as LinkSocket | null;
-    for (const chunk of holding.chunks) {
-      if (this.holding !== null || stream.conn.closed) break;
-      socket?.data.onData(chunk);
+    try {
+      for (const bytes of holding.chunks) {
+        if (stream.conn.closed) break;
+        this.inPlain?.(bytes); // already opened: straight to the decoder
+      }
+    } catch (error) {
+      this.events.onFail(this.violation(error), false);
     }
     socket?.resume();
   }
@@ -357,7 +409,12 @@ export class PeerLink {
       ready: "before it committed its output",
       committed: "after committing its output, before confirming it",
     }[stream.state];
-    const partial = this.inDecoder?.atFrameBoundary === false ? " inside a frame" : "";
+    const partial =
+      this.inOpener?.atRecordBoundary === false
+        ? " inside a sealed record"
+        : this.inDecoder?.atFrameBoundary === false
+          ? " inside a frame"
+          : "";
     stream.to("lost");
     this.events.onFail(
       new NetsortError(
@@ -373,8 +430,15 @@ export class PeerLink {
     this.events.onFail(reportedError(payload, this.id), true);
   }
 
-  /** A frame or record this peer should never have sent: its fault, said so. */
+  /**
+   * A frame or record this peer should never have sent: its fault, said so. A
+   * sealed record that does not open may be the network's doing (or an
+   * attacker's): that names the link, not the peer.
+   */
   private violation(error: unknown): NetsortError {
+    if (error instanceof SealError) {
+      return new NetsortError(`link with peer ${this.id} (${endpoint(this.peer)}): ${error.message}`);
+    }
     const why = errorMessage(error).replace(/^assertion failed: /, "");
     return new NetsortError(`protocol violation by peer ${this.id} (${endpoint(this.peer)}): ${why}`);
   }

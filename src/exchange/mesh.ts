@@ -351,12 +351,12 @@ export class Mesh {
         },
         failureFrame: () => (this.failure.error === null ? null : this.failure.frame(FrameType.Refuse)),
         onTold: (peer) => this.failure.markTold(peer),
-        onOpen: (s, hello, rest) => {
+        onOpen: (s, hello, rest, keys) => {
           const senderId = hello.senderId;
           this.handshakes.delete(handshake);
           const link = this.links[senderId];
           assert(link !== null && link !== undefined, "checkHello admits only other peers");
-          link.attachIn(s, rest, hello.inputRecords);
+          link.attachIn(s, rest, hello.inputRecords, keys);
         },
         onMismatch: (error: MismatchError, when) => {
           if (when === "now") this.fail(error);

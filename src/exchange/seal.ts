@@ -45,6 +45,14 @@ export const sealOverheadBytes = SEAL_LENGTH_BYTES + SEAL_TAG_BYTES;
  * "4K aliasing" stall between the copy's loads and stores).
  */
 export const sealOutOffsetBytes = 64 - SEAL_LENGTH_BYTES;
+/**
+ * Room a pooled frame buffer keeps before its frame header so the frame can be
+ * sealed in place: the record starts at sealOutOffsetBytes, its length field
+ * fills the rest, and the ciphertext lands 64 bytes in (over the plaintext).
+ */
+export const sealRoomBeforeBytes = sealOutOffsetBytes + SEAL_LENGTH_BYTES;
+/** Room a pooled frame buffer keeps after its frame for the record's tag. */
+export const sealRoomAfterBytes = SEAL_TAG_BYTES;
 /** The largest plaintext a record may carry: the largest legal frame (a full DATA frame). */
 export const maxSealedPlaintextBytes = FRAME_HEADER_BYTES + maxDataPayloadBytes;
 /**

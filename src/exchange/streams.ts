@@ -12,6 +12,7 @@ import { RECORD_BYTES } from "../record.ts";
 import type { ServerEntry } from "../types.ts";
 import { Connection } from "./connection.ts";
 import { encodeSummary, FRAME_HEADER_BYTES, FrameType, type SamplePayload, writeHeader } from "./protocol.ts";
+import { sealRoomAfterBytes, sealRoomBeforeBytes } from "./seal.ts";
 
 /**
  * Batch buffers one outgoing stream may own: bounds its queued bytes. With many
@@ -32,8 +33,16 @@ export interface SocketHandler {
   onClose(reason: string): void;
 }
 
-/** Batch buffers sit this far apart in a pool: 8-byte aligned, so payloads stay word aligned. */
-const batchStrideBytes = Math.ceil((FRAME_HEADER_BYTES + batchBytes) / 8) * 8;
+/**
+ * A batch's slot in its pool: [sealRoomBeforeBytes][header][batchBytes][sealRoomAfterBytes],
+ * so with a shared secret the frame is sealed in place (src/exchange/connection.ts)
+ * and its ciphertext starts on a 64-byte boundary (see sealOutOffsetBytes). Slots
+ * are 64-byte multiples, so every header sits 64-byte aligned and payloads word aligned.
+ */
+const slotAlignBytes = 64;
+const batchStrideBytes =
+  Math.ceil((sealRoomBeforeBytes + FRAME_HEADER_BYTES + batchBytes + sealRoomAfterBytes) / slotAlignBytes) *
+  slotAlignBytes;
 
 /**
  * dialing: no handshake done yet (batches may already queue); open: records
@@ -88,7 +97,10 @@ export class OutStream {
     return this.state !== "lost" && order.indexOf(this.state) >= order.indexOf(state);
   }
 
-  /** A free batch buffer ([header][batchBytes of payload]), or null when all are queued. */
+  /**
+   * A free batch buffer ([header][batchBytes of payload], a view with sealing
+   * room around it in the pool), or null when all are queued.
+   */
   acquire(): Uint8Array | null {
     const buf = this.free.pop();
     if (buf !== undefined) return buf;
@@ -101,7 +113,7 @@ export class OutStream {
           poolBytes > HUGE_PAGE_BYTES / 2 ? Math.max(poolBytes, HUGE_PAGE_BYTES) : poolBytes,
         );
       }
-      const start = this.created * batchStrideBytes;
+      const start = this.created * batchStrideBytes + sealRoomBeforeBytes;
       this.created++;
       return this.slab.subarray(start, start + FRAME_HEADER_BYTES + batchBytes);
     }
@@ -124,7 +136,7 @@ export class OutStream {
       this.digest,
     );
     this.records += payloadBytes / RECORD_BYTES;
-    this.conn.send(buf, FRAME_HEADER_BYTES + payloadBytes, () => this.release(buf));
+    this.conn.send(buf, FRAME_HEADER_BYTES + payloadBytes, () => this.release(buf), true);
   }
 
   /** End of our records for this peer (the stream is open: the mesh is up). */

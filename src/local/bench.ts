@@ -230,6 +230,23 @@ export interface BenchReport {
     cpuRatio: number;
   } | null;
   startup: StartupReport | null;
+  /** --secret-compare: the same sort with a shared secret (sealed links), run alternately with the plain runs. */
+  sealed: SealedReport | null;
+}
+
+export interface SealedReport {
+  secretFile: string;
+  verified: boolean;
+  runs: NetsortRun[];
+  median: { wallMs: number; mbPerSec: number; cpuMs: number };
+  /** Sealed median wall / plain median wall (same session, runs alternating). */
+  ratio: number;
+  /** Sealed median CPU (all peers) / plain median CPU; -1 when unknown. */
+  cpuRatio: number;
+  /** (sealed - plain) median wall per GB of input sorted, ms. */
+  wallMsPerGb: number;
+  /** (sealed - plain) median CPU of all peers per GB of input sorted, ms; NaN when unknown. */
+  cpuMsPerGb: number;
 }
 
 export interface StartupReport {
@@ -257,6 +274,11 @@ export interface BenchOptions {
   peerArgs?: readonly string[];
   /** One line of progress per step (the CLI logs it: stderr). */
   progress: (line: string) => void;
+  /**
+   * --secret-compare: a secret file; every run is followed by the same sort with
+   * `--secret-file` (peerArgs must hold no secret), and the report compares them.
+   */
+  secretCompare?: string | null;
 }
 
 export function median(values: number[]): number {
@@ -365,7 +387,12 @@ function removeFiles(files: string[]): void {
   for (const file of files) rmSync(file, { force: true });
 }
 
-async function runNetsortOnce(opts: BenchOptions, inputs: string[], outputs: string[]): Promise<ClusterRun> {
+async function runNetsortOnce(
+  opts: BenchOptions,
+  inputs: string[],
+  outputs: string[],
+  moreArgs: readonly string[] = [],
+): Promise<ClusterRun> {
   removeFiles(outputs);
   const config = writeLocalConfig(opts.dir, inputs.length);
   const run = await runLocalCluster({
@@ -375,7 +402,7 @@ async function runNetsortOnce(opts: BenchOptions, inputs: string[], outputs: str
     command: opts.netsort.command,
     staggerMs: 0,
     wrapper: timeWrapper,
-    extraArgs: [...(opts.validate ? ["--validate"] : []), ...(opts.peerArgs ?? [])],
+    extraArgs: [...(opts.validate ? ["--validate"] : []), ...(opts.peerArgs ?? []), ...moreArgs],
   });
   const failure = peerFailure(run);
   if (failure !== null) throw new NetsortError(`bench: the sort failed: ${failure}`);
@@ -519,13 +546,16 @@ async function measureSorts(
 
   const cRuns: CRun[] = [];
   let cVerified = false;
-  for (let run = 1; run <= opts.runs; run++) {
+  const sealedRuns: NetsortRun[] = [];
+  let sealedVerified = false;
+  const secretFile = opts.secretCompare ?? null;
+  /** One sort; the first of its kind (plain or sealed) has its outputs checked. */
+  const sortOnce = async (run: number, moreArgs: string[], first: boolean): Promise<NetsortRun> => {
     const loadAverage = os.loadavg()[0];
-    const cluster = await runNetsortOnce(opts, inputs, outputs);
-    if (run === 1) {
+    const cluster = await runNetsortOnce(opts, inputs, outputs, moreArgs);
+    if (first) {
       const check = await checkFiles(outputs, inputs);
       if (!check.valid) throw new NetsortError(`bench: netsort output is INVALID: ${describeCheck(check)}`);
-      report.verified = true;
     }
     const result: NetsortRun = {
       run,
@@ -538,9 +568,21 @@ async function measureSorts(
     result.cpuMs = result.peers.some((p) => p.cpuUserMs < 0)
       ? -1
       : result.peers.reduce((sum, p) => sum + p.cpuUserMs + p.cpuSystemMs, 0);
+    removeFiles(outputs);
+    return result;
+  };
+  for (let run = 1; run <= opts.runs; run++) {
+    const result = await sortOnce(run, [], run === 1);
+    if (run === 1) report.verified = true;
     report.netsortRuns.push(result);
     opts.progress(formatRunLine(result));
-    removeFiles(outputs);
+    if (secretFile !== null) {
+      // Right after the plain run, on the same inputs: the two alternate, so both see the same machine.
+      const sealed = await sortOnce(run, ["--secret-file", secretFile], run === 1);
+      if (run === 1) sealedVerified = true;
+      sealedRuns.push(sealed);
+      opts.progress(`sealed ${formatRunLine(sealed)}`);
+    }
     if (opts.cBaseline !== null) {
       const c = await runCOnce(opts.cBaseline, inputs, cOutput);
       if (run === 1) {
@@ -571,6 +613,7 @@ async function measureSorts(
     cpuMs: median(report.netsortRuns.map((r) => r.cpuMs)),
     peers: summarisePeers(report.netsortRuns, bytesPerPeer),
   };
+  if (secretFile !== null) report.sealed = compareSealed(secretFile, sealedVerified, sealedRuns, report);
   if (opts.cBaseline !== null) {
     const cWallMs = median(cRuns.map((r) => r.wallMs));
     const cCpuMs = median(cRuns.map((r) => r.cpuUserMs + r.cpuSystemMs));
@@ -586,6 +629,31 @@ async function measureSorts(
       cpuRatio: cpuMs < 0 || cCpuMs <= 0 ? -1 : cpuMs / cCpuMs,
     };
   }
+}
+
+/** The sealed runs against the plain ones (report.median must be set). */
+function compareSealed(
+  secretFile: string,
+  verified: boolean,
+  runs: NetsortRun[],
+  report: BenchReport,
+): SealedReport {
+  const plain = report.median;
+  assert(plain !== null && runs.length > 0, "plain and sealed runs to compare");
+  const wallMs = median(runs.map((r) => r.wallMs));
+  const cpuMs = median(runs.map((r) => r.cpuMs));
+  const gb = report.totalBytes / 1e9;
+  const cpuKnown = cpuMs >= 0 && plain.cpuMs > 0;
+  return {
+    secretFile,
+    verified,
+    runs,
+    median: { wallMs, mbPerSec: mbPerSec(report.totalBytes, wallMs), cpuMs },
+    ratio: wallMs / plain.wallMs,
+    cpuRatio: cpuKnown ? cpuMs / plain.cpuMs : -1,
+    wallMsPerGb: (wallMs - plain.wallMs) / gb,
+    cpuMsPerGb: cpuKnown ? (cpuMs - plain.cpuMs) / gb : Number.NaN,
+  };
 }
 
 export async function runBench(opts: BenchOptions): Promise<BenchReport> {
@@ -611,6 +679,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     median: null,
     c: null,
     startup: null,
+    sealed: null,
   };
   if (opts.runs > 0) {
     // Inputs, the peers' outputs and the C output all live in `dir` at once.

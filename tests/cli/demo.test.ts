@@ -1,8 +1,9 @@
 /** `netsort demo`: the README's first command, end to end with real peer processes. */
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { generateSecret } from "../../src/secret.ts";
 import { removeDir, tempDir, verifyOutputs } from "../mesh/harness.ts";
 
 const MAIN = join(import.meta.dir, "../../src/cli/main.ts");
@@ -55,7 +56,8 @@ describe("netsort demo", () => {
     const dir = tempDir("netsort-demo-test-");
     try {
       const secret = join(dir, "secret");
-      writeFileSync(secret, "a secret of some length\n");
+      writeFileSync(secret, `${generateSecret()}\n`);
+      chmodSync(secret, 0o600);
       const args = ["--peers", "2", "--size", "100kb", "--dir", dir, "--json", "--stagger-ms", "0"];
       const peerFlags = [
         "--partition",

@@ -3,13 +3,14 @@
  * bench hand on: parsed once, checked, and passed through unchanged.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseCommandArgs } from "../../src/cli/args.ts";
 import { peerArgv, peerFlags } from "../../src/cli/peer-flags.ts";
 import { sortArgs, toSortOptions } from "../../src/cli/sort.ts";
 import { UsageError } from "../../src/errors.ts";
+import { generateSecret } from "../../src/secret.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "netsort-sort-cli-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -20,7 +21,10 @@ writeFileSync(
   "servers:\n  - { serverId: 0, host: 127.0.0.1, port: 5000 }\n  - { serverId: 1, host: 127.0.0.1, port: 5001 }\n",
 );
 const secretFile = join(dir, "secret");
-writeFileSync(secretFile, "a long enough secret\n");
+// A secret as `netsort secret` writes it: random, owner-only (src/secret.ts refuses anything weaker).
+const secretText = generateSecret();
+writeFileSync(secretFile, `${secretText}\n`);
+chmodSync(secretFile, 0o600);
 
 const options = (extra: string[]) =>
   toSortOptions(parseCommandArgs("sort", sortArgs, ["1", "in.dat", "out.dat", config, ...extra]));
@@ -62,7 +66,7 @@ describe("sort: arguments to SortOptions", () => {
     expect(o.tempDir).toBe("/scratch");
     expect(o.retryIntervalMs).toBe(100);
     expect(o.validate).toBe(true);
-    expect(new TextDecoder().decode(o.secret ?? new Uint8Array())).toBe("a long enough secret");
+    expect(new TextDecoder().decode(o.secret ?? new Uint8Array())).toBe(secretText);
     expect(options(["--memory", "512mb"]).memoryBytes).toBe(512 * 1024 ** 2);
   });
 

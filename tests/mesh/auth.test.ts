@@ -10,9 +10,10 @@
  *    A control run where the fake peer behaves shows the fake is a valid peer.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { encodeSummary, FrameType } from "../../src/exchange/protocol.ts";
+import { generateSecret } from "../../src/secret.ts";
 import { dataFrame, FakePeer, wireFingerprintOf } from "./fake-peer.ts";
 import { allExited, errorLine, killPeers, leftovers, type PeerExit, spawnPeer } from "./fault-helpers.ts";
 import {
@@ -47,6 +48,14 @@ function newDir(): string {
   return d;
 }
 
+/** A secret file as `netsort secret` leaves it: owner-only (0600), whatever the umask. */
+function secretFile(dir: string, name: string, text: string): string {
+  const file = join(dir, name);
+  writeFileSync(file, `${text}\n`);
+  chmodSync(file, 0o600);
+  return file;
+}
+
 function report(scenario: string, figures: Record<string, unknown>): void {
   console.log(`[measured] ${scenario}: ${JSON.stringify(figures)}`);
 }
@@ -56,8 +65,7 @@ describe("6. shared secret", () => {
     "--secret-file on every peer: the sort completes",
     async () => {
       const dir = newDir();
-      const secret = join(dir, "secret");
-      writeFileSync(secret, "correct horse battery staple\n");
+      const secret = secretFile(dir, "secret", generateSecret());
       const inputs = writeInputs(
         dir,
         [0, 1, 2].map((id) => makeRecords(5000, "uniform", 60 + id)),
@@ -87,7 +95,7 @@ describe("6. shared secret", () => {
       );
       const outputs = outputPaths(dir, 2);
       const results = await runPeers(writeConfig(dir, freePorts(2)), inputs, outputs, {
-        env: { NETSORT_SECRET: "an environment secret" },
+        env: { NETSORT_SECRET: generateSecret() },
       });
       for (const r of results)
         expect({ id: r.id, exit: r.exitCode, err: problemLines(r.stderr) }).toEqual({
@@ -113,12 +121,12 @@ describe("6. shared secret", () => {
   const mismatches: Mismatch[] = [
     {
       name: "a wrong secret on one peer",
-      secrets: ["the right secret", "a wrong secret!"],
+      secrets: [generateSecret(), generateSecret()],
       message: /^(peer \d aborted: )?peer \d .*shared secret.*(secrets differ|different secrets)/,
     },
     {
       name: "no secret on one peer",
-      secrets: ["the right secret", null],
+      secrets: [generateSecret(), null],
       message: /^(peer \d aborted: )?peer \d .*(no shared secret|shared secret.*(has|have) none)/,
     },
   ];
@@ -136,11 +144,7 @@ describe("6. shared secret", () => {
         );
         const peers = m.secrets.map((secret, id) => {
           const args = ["--connect-timeout-ms=10000"];
-          if (secret !== null) {
-            const file = join(dir, `secret-${id}`);
-            writeFileSync(file, secret);
-            args.push("--secret-file", file);
-          }
+          if (secret !== null) args.push("--secret-file", secretFile(dir, `secret-${id}`, secret));
           return spawnPeer({ id, input: inputs[id], output: outputs[id], config, args });
         });
         const exits = await allExited(peers, runBoundMs);
@@ -161,7 +165,7 @@ describe("6. shared secret", () => {
     );
   }
 
-  test("a secret shorter than 8 bytes is refused before anything listens (exit 2)", async () => {
+  test("a secret shorter than 16 bytes is refused before anything listens (exit 2)", async () => {
     const dir = newDir();
     const ports = freePorts(2);
     const [e] = await allExited(
@@ -177,7 +181,7 @@ describe("6. shared secret", () => {
       10_000,
     );
     expect(e.exitCode).toBe(2);
-    expect(errorLine(e)).toMatch(/NETSORT_SECRET: the secret must be 8 to 4096 bytes, got 5/);
+    expect(errorLine(e)).toMatch(/NETSORT_SECRET: the secret must be 16 to 4096 bytes, got 5/);
     report("6 short secret", { elapsedMs: Math.round(e.elapsedMs), message: errorLine(e) });
   }, 15_000);
 });

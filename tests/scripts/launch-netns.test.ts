@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { generateSecret } from "../../src/secret.ts";
 import {
   freePorts,
   makeRecords,
@@ -44,6 +45,10 @@ const failFastMs = 20_000;
 /** How often the process table is scanned for the secret while a launch runs. */
 const cmdlineScanIntervalMs = 20;
 
+/** Strong secrets (src/secret.ts refuses weak ones before any proof): the control's, and the stand-in's wrong one. */
+const controlSecret = generateSecret();
+const wrongSecret = generateSecret();
+
 const standInSsh = `#!/usr/bin/env bash
 # Stand-in for ssh: records its arguments, then runs the command in the namespace
 # with an empty environment, as a fresh login would (no NETSORT_SECRET).
@@ -63,7 +68,7 @@ if [[ $host != "${thereIp}" || -n \${STANDIN_UNREACHABLE:-} ]]; then
 fi
 case \${STANDIN_STDIN:-} in
   none) exec </dev/null ;;
-  wrong) exec < <(echo "a-wrong-secret-line") ;;
+  wrong) exec < <(echo "${wrongSecret}") ;;
 esac
 exec ip netns exec "${ns}" env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root sh -c "$*"
 `;
@@ -253,16 +258,16 @@ describe.skipIf(!netnsReady)(
     test("controls: a wrong or missing secret on the remote peer fails fast with exit 2", async () => {
       // The stand-in replaces the secret line with another: netsort's proof check refuses.
       const wrong = await launch("wrong-secret", {
-        NETSORT_SECRET: "launch-netns-control-secret",
+        NETSORT_SECRET: controlSecret,
         STANDIN_STDIN: "wrong",
       });
       expect(wrong.code).toBe(2);
       expect(wrong.tookMs).toBeLessThan(failFastMs);
-      expect(wrong.stderr).toMatch(/launch\.sh: peer \d \(10\.213\.\d+\.\d\) exited 2: .*secret/);
+      expect(wrong.stderr).toMatch(/launch\.sh: peer \d \(10\.213\.\d+\.\d\) exited 2: .*secrets differ/);
       expect(wrong.outputs.filter((path) => existsSync(path))).toEqual([]);
       // The stand-in drops its stdin: the remote shell reads no line and says so.
       const none = await launch("no-secret", {
-        NETSORT_SECRET: "launch-netns-control-secret",
+        NETSORT_SECRET: controlSecret,
         STANDIN_STDIN: "none",
       });
       expect(none.code).toBe(2);
@@ -275,7 +280,9 @@ describe.skipIf(!netnsReady)(
     test("--secret-file works when the file exists on every host", async () => {
       // One file system under both "machines": the same path exists on each.
       mkdirSync(join(dir, "secret-file"), { recursive: true });
-      writeFileSync(join(dir, "secret-file", "secret.txt"), "launch-netns-file-secret\n");
+      const secretPath = join(dir, "secret-file", "secret.txt");
+      writeFileSync(secretPath, `${generateSecret()}\n`);
+      chmodSync(secretPath, 0o600);
       const run = await launch("secret-file", {}, ["--secret-file", "secret.txt"]);
       expect({ code: run.code, stderr: run.code === 0 ? "" : run.stderr }).toEqual({ code: 0, stderr: "" });
       expect(verifyOutputs(run.inputs, run.outputs)).toEqual([]);
