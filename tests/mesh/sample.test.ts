@@ -7,7 +7,9 @@
  * peer with far more than its share says so, suggesting --partition sample.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { generateSecret } from "../../src/secret.ts";
 import { distributions, referenceSort } from "../partition/distributions.ts";
 import { allExited, killPeers, spawnPeer } from "./fault-helpers.ts";
 import {
@@ -108,6 +110,26 @@ describe("--partition sample with real peers", () => {
       runBoundMs,
     );
   }
+
+  test(
+    "with a shared secret: held streams are opened first, the output is still exact",
+    async () => {
+      const dir = newDir();
+      const secretFile = join(dir, "secret");
+      writeFileSync(secretFile, generateSecret(), { mode: 0o600 });
+      const inputs = layouts.equal.map((n, peer) => distributions.skewed(n, peer));
+      const { results, outputs } = await sortWith(inputs, [
+        "--partition",
+        "sample",
+        "--secret-file",
+        secretFile,
+      ]);
+      expect(results.map((r) => r.exitCode)).toEqual([0, 0, 0, 0]);
+      const outs = outputs.map((p) => new Uint8Array(readFileSync(p)));
+      expect(Buffer.compare(concat(outs), referenceSort(concat(inputs)))).toBe(0);
+    },
+    runBoundMs,
+  );
 
   test(
     "a peer with another --partition mode is refused by name on every peer (exit 2)",
