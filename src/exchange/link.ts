@@ -25,11 +25,11 @@ import type { ServerEntry } from "../types.ts";
 import type { MeshClock } from "./clock.ts";
 import { Connection } from "./connection.ts";
 import { FrameDecoder } from "./decoder.ts";
-import { DialHandshake, type LinkSocket, type LocalIdentity, MismatchError } from "./handshake.ts";
+import { DialHandshake } from "./dial.ts";
+import type { LinkSocket, LocalIdentity } from "./handshake.ts";
+import { allowedIn, endpoint, hex32, isAbortReport, type LinkEvents, reportedError } from "./link-terms.ts";
 import {
   decodeReady,
-  decodeReason,
-  decodeReasonExitCode,
   decodeSample,
   decodeSummary,
   encodeEmpty,
@@ -40,48 +40,9 @@ import {
 import { type LinkKeys, linkOpener, linkSealer, type Opener, SealError } from "./seal.ts";
 import { type InState, InStream, OutStream, type SocketHandler } from "./streams.ts";
 
-const abortedPrefix = /^peer \d+ aborted: /;
+export { endpoint } from "./link-terms.ts";
 
-export function endpoint(s: ServerEntry): string {
-  return `${s.host}:${s.port}`;
-}
-
-/** An ABORT or REFUSE payload as the error it reports, with the exit code it asks for. */
-export function reportedError(payload: Uint8Array, from: number, prefix = ""): NetsortError {
-  const text = decodeReason(payload).trim();
-  const reason = text === "" ? `peer ${from} stopped without giving a reason` : `${prefix}${text}`;
-  return decodeReasonExitCode(payload) === 2 ? new MismatchError(reason) : new NetsortError(reason);
-}
-
-/** True when the reason is a peer's own abort (it needs no telling). */
-export function isAbortReport(payload: Uint8Array): boolean {
-  return abortedPrefix.test(decodeReason(payload));
-}
-
-/** What a link reports to its Mesh. */
-export interface LinkEvents {
-  onRecords(from: number, buf: Uint8Array, offset: number, length: number): void;
-  /** A stream moved forward: the mesh re-checks its barriers. */
-  onProgress(): void;
-  /** Fail the mesh; `told`: the peer already knows (it reported the abort itself). */
-  onFail(error: NetsortError, told: boolean): void;
-  /** May this link (re)dial now? False once the mesh is finished or failed (unless telling). */
-  mayDial(): boolean;
-  /** After our failure, the frame to deliver instead of opening a stream; null while healthy. */
-  failureFrame(): Uint8Array | null;
-  /** We told this peer of our failure. */
-  onTold(peerId: number): void;
-}
-
-/** Frames the in-stream accepts in each state (ABORT and PING always). */
-const inAllowed: Record<InState, FrameType[]> = {
-  open: [FrameType.Sample, FrameType.Data, FrameType.Done],
-  done: [FrameType.Ready],
-  ready: [FrameType.Committed],
-  committed: [FrameType.Confirmed],
-  confirmed: [],
-  lost: [],
-};
+const ping = encodeEmpty(FrameType.Ping);
 
 export class PeerLink {
   readonly out: OutStream;
@@ -233,7 +194,9 @@ export class PeerLink {
     if (type !== FrameType.Ack) return; // PING: lastReceivedMs already moved
     const ack = decodeSummary(payload);
     const sent = this.out;
-    if (sent.state !== "done") throw new ProtocolError(`ACK before our DONE`);
+    if (sent.state !== "done") {
+      throw new ProtocolError(sent.state === "acked" ? "a second ACK" : "ACK before our DONE");
+    }
     if (ack.records !== sent.records || ack.digest !== sent.digest) {
       const what =
         ack.records !== sent.records
@@ -500,14 +463,4 @@ export class PeerLink {
   connections(): Connection<SocketHandler>[] {
     return this.in === null ? [this.out.conn] : [this.out.conn, this.in.conn];
   }
-}
-
-const ping = encodeEmpty(FrameType.Ping);
-
-function allowedIn(state: InState): Set<FrameType> {
-  return new Set([...inAllowed[state], FrameType.Abort, FrameType.Ping]);
-}
-
-function hex32(n: number): string {
-  return (n >>> 0).toString(16).padStart(8, "0");
 }

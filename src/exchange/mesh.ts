@@ -17,15 +17,10 @@ import type { TCPSocketListener } from "bun";
 import { assert, errorMessage, NetsortError, UsageError } from "../errors.ts";
 import { flushTimeoutMs, mismatchGraceMs } from "../limits.ts";
 import type { ServerEntry, SortOptions } from "../types.ts";
+import { AcceptHandshake } from "./accept.ts";
 import { MeshClock } from "./clock.ts";
 import { MeshFailure } from "./failure.ts";
-import {
-  AcceptHandshake,
-  type HelloRefusal,
-  type LinkSocket,
-  type LocalIdentity,
-  type MismatchError,
-} from "./handshake.ts";
+import type { HelloRefusal, LinkSocket, LocalIdentity, MismatchError } from "./handshake.ts";
 import { fingerprintBytes, helloFlags, helloRefusal, outputTag, wireSettings } from "./identity.ts";
 import { endpoint, PeerLink } from "./link.ts";
 import { encodeEmpty, encodeReady, FrameType, type Hello } from "./protocol.ts";

@@ -8,7 +8,8 @@
 import { abortDialMs } from "../limits.ts";
 import type { SortOptions } from "../types.ts";
 import { MeshClock } from "./clock.ts";
-import { DialHandshake, type LocalIdentity } from "./handshake.ts";
+import { DialHandshake } from "./dial.ts";
+import type { LocalIdentity } from "./handshake.ts";
 import { fingerprintBytes, helloFlags, outputTag, wireSettings } from "./identity.ts";
 
 /** Each listed peer gets this many attempts to answer (it may not listen yet). */
