@@ -407,6 +407,29 @@ describe("PeerLink over loopback: whole runs", () => {
     for (const p of ps) expect(p.mesh.error).toBeNull();
   });
 
+  test("allReady waits for the ACK of our stream, not only for the peer's READY", async () => {
+    const [a, b] = cluster(2);
+    await all("connected");
+    await sendRecords(a.mesh, 1, records(0, 1, 5));
+    // Peer 1 stops reading peer 0's stream: peer 0's DONE waits in the kernel, unacknowledged.
+    const held = b.mesh.links[0]!.in!.conn.socket!;
+    held.pause();
+    a.mesh.finishStreams();
+    b.mesh.finishStreams();
+    await until("peer 0 received peer 1's DONE", () => a.mesh.in[1]?.state === "done");
+    a.mesh.sendReady();
+    b.mesh.sendReady();
+    await until("peer 0 received peer 1's READY", () => a.mesh.in[1]?.state === "ready");
+    await Bun.sleep(quietWindowMs);
+    expect(a.mesh.out[1]!.state).toBe("done");
+    expect(a.reached.has("allReady")).toBe(false);
+    mark("resume");
+    held.resume();
+    await barrierWait(a.mesh, "allReady");
+    expectOrder("0 in<-1 ready", "resume", "0 out<-1 frame Ack", "0 out->1 acked", "0 allReady");
+    expect(receivedFrom(b, 0)).toEqual(records(0, 1, 5));
+  });
+
   test("an idle but healthy mesh stays up on PINGs; a link gone silent fails on the idle timeout, and the peer is told", async () => {
     const [a, b] = cluster(2, () => ({ idleTimeoutMs: shortIdleTimeoutMs }));
     await all("connected");
