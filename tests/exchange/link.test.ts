@@ -560,6 +560,18 @@ describe("PeerLink over loopback: connections that close", () => {
     });
   }
 
+  test("the in-connection closing inside a frame says so", async () => {
+    const [a, b] = cluster(2);
+    await driveInStream(a, b, "open");
+    b.mesh.links[0]!.announce(rawData().subarray(0, FRAME_HEADER_BYTES + RECORD / 2));
+    // The half frame and the close travel on one connection, in that order.
+    hangUp(b.mesh.links[0]!.out.conn.socket);
+    const error = await failure(a);
+    expect(error.message).toBe(
+      `peer 1 (127.0.0.1:${b.entry.port}) closed its stream mid-stream after 5 records inside a frame: closed`,
+    );
+  });
+
   test("the in-connection closing after CONFIRMED is the normal end: no failure, the state stays confirmed", async () => {
     const [a, b] = cluster(2);
     await driveInStream(a, b, "confirmed");
@@ -725,5 +737,36 @@ describe("PeerLink over loopback: a frame in the wrong state is a protocol viola
     await driveInStream(a, b, "confirmed");
     expect(a.mesh.error).toBeNull();
     expect(events("0 in<-1", isState)).toEqual([" done", " ready", " committed", " confirmed"]);
+  });
+});
+
+describe("PeerLink over loopback: DONE and ACK are checked against the stream", () => {
+  test("DONE whose count or digest differs from what arrived: the stream is corrupt, naming the peer", async () => {
+    for (const [done, why] of [
+      [{ records: 99, digest: 0 }, "received 5 records, peer 1 sent 99"],
+      [{ records: 5, digest: 0x1234 }, "5 records as sent, but the digest differs: received"],
+    ] as const) {
+      const [a, b] = cluster(2);
+      await driveInStream(a, b, "open");
+      b.mesh.links[0]!.announce(encodeSummary(FrameType.Done, done));
+      const error = await failure(a);
+      expect(error.message).toStartWith(`stream from peer 1 is corrupt: ${why}`);
+      expect(a.mesh.in[1]!.state).toBe("open");
+      await Promise.all(peers.map((p) => p.mesh.close()));
+      peers = [];
+    }
+  });
+
+  test("ACK whose count differs from what we sent fails the mesh; our stream is not acked", async () => {
+    const [a, b] = cluster(2);
+    await all("connected");
+    await sendRecords(a.mesh, 1, records(0, 1, 5));
+    await until("5 records at peer 1", () => b.mesh.in[0]?.records === 5);
+    b.mesh.links[0]!.in!.conn.socket!.pause(); // peer 1 will not read our DONE, so sends no real ACK
+    a.mesh.finishStreams();
+    b.mesh.links[0]!.in!.conn.send(encodeSummary(FrameType.Ack, { records: 4, digest: 0 }));
+    const error = await failure(a);
+    expect(error.message).toBe("peer 1 acknowledged 4 records, we sent 5");
+    expect(a.mesh.out[1]!.state).toBe("done");
   });
 });
