@@ -407,6 +407,35 @@ describe("PeerLink over loopback: whole runs", () => {
     for (const p of ps) expect(p.mesh.error).toBeNull();
   });
 
+  test("a peer that finishes first and closes at once does not fail the others: its CONFIRMED is flushed before the close", async () => {
+    const ps = cluster(3);
+    await all("connected");
+    for (const p of ps) p.mesh.finishStreams();
+    await all("allReceived");
+    for (const p of ps) p.mesh.sendReady();
+    await all("allReady");
+    for (const p of ps) p.mesh.sendCommitted();
+    await all("allCommitted");
+    ps[0].mesh.sendConfirmed();
+    ps[1].mesh.sendConfirmed();
+    await until("peer 2 received both CONFIRMED", () =>
+      [0, 1].every((id) => ps[2].mesh.in[id]?.state === "confirmed"),
+    );
+    // Peer 2 confirms last, so its own allConfirmed holds at once, and it closes, as runPeer does.
+    ps[2].mesh.sendConfirmed();
+    await barrierWait(ps[2].mesh, "allConfirmed");
+    mark("2 closed");
+    await ps[2].mesh.close();
+    await all("allConfirmed", ps.slice(0, 2));
+    await Bun.sleep(quietWindowMs); // the closes of peer 2's connections are read by now
+    for (const p of ps.slice(0, 2)) {
+      expect(p.mesh.error).toBeNull();
+      expect(p.mesh.in[2]!.state).toBe("confirmed");
+      expect(p.mesh.out[2]!.state).toBe("acked");
+      expect(p.mesh.links[2]!.connections().every((c) => c.closed)).toBe(true);
+    }
+  });
+
   test("allReady waits for the ACK of our stream, not only for the peer's READY", async () => {
     const [a, b] = cluster(2);
     await all("connected");
@@ -505,6 +534,25 @@ describe("PeerLink over loopback: the SAMPLE round", () => {
     }
     expect(a.mesh.error).toBeNull();
     expect(b.mesh.error).toBeNull();
+  });
+});
+
+describe("PeerLink over loopback: a held stream is not idle", () => {
+  test("streams held after SAMPLE for several idle timeouts do not fail; the run goes on after release", async () => {
+    const ps = cluster(2, () => ({ partition: "sample", idleTimeoutMs: shortIdleTimeoutMs }));
+    await all("connected");
+    for (const p of ps) {
+      p.mesh.sendSample(encodeSample({ inputRecords: 10, records: records(p.id, 9, 1) }));
+      await sendRecords(p.mesh, 1 - p.id, records(p.id, 1 - p.id, 10));
+    }
+    await all("allSampled");
+    // Each side stopped reading the other's stream; PINGs on the other connection still flow.
+    await Bun.sleep(3 * shortIdleTimeoutMs);
+    for (const p of ps) expect(p.mesh.error).toBeNull();
+    for (const p of ps) p.mesh.releaseStreams();
+    for (const p of ps) p.mesh.finishStreams();
+    await all("allReceived");
+    for (const p of ps) expect(receivedFrom(p, 1 - p.id)).toEqual(records(1 - p.id, p.id, 10));
   });
 });
 
