@@ -26,7 +26,7 @@ import {
   writeHeader,
 } from "../../src/exchange/protocol.ts";
 import { InStream, OutStream } from "../../src/exchange/streams.ts";
-import { batchBytes } from "../../src/limits.ts";
+import { batchBytes, lingerQuietMinMs } from "../../src/limits.ts";
 import { freeLoopbackPorts } from "../../src/local/cluster.ts";
 import { log } from "../../src/log.ts";
 import type { PartitionMode, ServerEntry, SortOptions } from "../../src/types.ts";
@@ -163,7 +163,12 @@ interface PeerSettings {
  * `n` meshes with one config, listening on free loopback ports and dialing each
  * other. `settings(i)` changes peer i's options (mismatch tests).
  */
-function cluster(n: number, settings: (id: number) => PeerSettings = () => ({})): TestPeer[] {
+function cluster(
+  n: number,
+  settings: (id: number) => PeerSettings = () => ({}),
+  /** Peers listening and dialing from the start; the test starts the others itself (start()). */
+  startNow: (id: number) => boolean = () => true,
+): TestPeer[] {
   const ports = freeLoopbackPorts(n);
   const servers = ports.map((port, serverId) => ({ serverId, host: "127.0.0.1", port }));
   const config = { path: "link-test.yaml", servers, fingerprint: fingerprintOf(servers) };
@@ -215,9 +220,15 @@ function cluster(n: number, settings: (id: number) => PeerSettings = () => ({}))
     );
     return { id, mesh, entry, received, reached, outcome };
   });
-  for (const p of peers) p.mesh.listen();
-  for (const p of peers) p.mesh.start();
+  const now = peers.filter((p) => startNow(p.id));
+  for (const p of now) p.mesh.listen();
+  for (const p of now) p.mesh.start();
   return peers;
+}
+
+function start(p: TestPeer): void {
+  p.mesh.listen();
+  p.mesh.start();
 }
 
 function barrierWait(mesh: Mesh, name: BarrierName): Promise<void> {
@@ -694,6 +705,29 @@ describe("PeerLink over loopback: ABORT", () => {
   }
 });
 
+describe("PeerLink over loopback: telling a late peer", () => {
+  test("a peer that failed before the mesh was up answers a late peer's hello with its reason", async () => {
+    const [a, b] = cluster(
+      2,
+      () => ({}),
+      (id) => id === 0,
+    );
+    a.mesh.fail(new NetsortError("input /data/in.bin: not a whole number of records"));
+    mark("peer 1 starts");
+    start(b);
+    const error = await failure(b);
+    expect(error.message).toBe("peer 0 aborted: input /data/in.bin: not a whole number of records");
+    expect(error.exitCode).toBe(1);
+    expect(b.mesh.in[0]).toBeNull(); // told at hello: no stream ever opened
+    expect(events("", isState)).toEqual([]);
+    // Peer 0 knows peer 1 was told: its linger ends at once, not after a quiet
+    // time of at least lingerQuietMinMs.
+    const fromMs = performance.now();
+    await a.mesh.linger(waitBoundMs);
+    expect(performance.now() - fromMs).toBeLessThan(lingerQuietMinMs / 2);
+  });
+});
+
 // ---- refused at hello ------------------------------------------------------------------
 
 describe("PeerLink over loopback: refused at hello", () => {
@@ -709,6 +743,11 @@ describe("PeerLink over loopback: refused at hello", () => {
       "--partition differs",
       (id) => ({ partition: id === 0 ? "sample" : "bits" }),
       /peers disagree on --partition: peer [01] has (sample|bits), peer [01] has (sample|bits)/,
+    ],
+    [
+      "a shared secret on one peer only",
+      (id) => ({ secret: id === 0 ? secretA : null }),
+      /peer [01] (requires|has) a shared secret but peer [01] has (none|one)/,
     ],
     [
       "different shared secrets",
