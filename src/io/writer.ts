@@ -27,23 +27,11 @@ import { basename, dirname, join } from "node:path";
 import { assert, NetsortError, UsageError } from "../errors.ts";
 import { AT_FDCWD, AT_SYMLINK_FOLLOW, libc } from "../libc.ts";
 import { writebackBytes, writeChunkBytes } from "../limits.ts";
+import { fileErrorReason, O_TMPFILE, processAlive } from "./files.ts";
 
-/** open(2) flag: an unnamed regular file in the given directory (Linux value, O_DIRECTORY included). */
-const O_TMPFILE = 0o20200000;
 const O_WRONLY = 1;
 
-function reasonOf(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === "ENOSPC") return "no space left on device";
-  if (code === "EDQUOT") return "disk quota exceeded";
-  if (code === "EFBIG") return "file too large";
-  if (code === "EACCES" || code === "EPERM") return "permission denied";
-  if (code === "ENOENT") return "directory does not exist";
-  if (code === "EROFS") return "read-only file system";
-  return code ?? String(error);
-}
-
-/** A Node-style error with a code, for reasonOf. */
+/** A Node-style error with a code, for fileErrorReason. */
 function codeError(code: string): NodeJS.ErrnoException {
   return Object.assign(new Error(code), { code });
 }
@@ -73,15 +61,6 @@ export function removeLiveTempFiles(): void {
     }
   }
   liveTempFiles.clear();
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /**
@@ -200,7 +179,7 @@ export class DurableWriter {
       removeStaleTempFiles(dir, basename(path));
     } catch (error) {
       if (error instanceof UsageError) throw error;
-      throw new UsageError(`output ${path}: cannot write in ${dir} (${reasonOf(error)})`);
+      throw new UsageError(`output ${path}: cannot write in ${dir} (${fileErrorReason(error)})`);
     }
     this.fd = fd;
     const st = fstatSync(fd, { bigint: true });
@@ -241,7 +220,7 @@ export class DurableWriter {
       }
     } catch (error) {
       this.failure ??= new NetsortError(
-        `output ${this.path}: write failed after ${this.fileBytes} bytes (${reasonOf(error)})`,
+        `output ${this.path}: write failed after ${this.fileBytes} bytes (${fileErrorReason(error)})`,
       );
     }
   }
@@ -286,7 +265,7 @@ export class DurableWriter {
     try {
       await syncing;
     } catch (error) {
-      throw new NetsortError(`output ${this.path}: fsync failed (${reasonOf(error)})`);
+      throw new NetsortError(`output ${this.path}: fsync failed (${fileErrorReason(error)})`);
     } finally {
       this.writing = null;
     }
@@ -308,14 +287,14 @@ export class DurableWriter {
       unlinkQuietly(this.tempPath); // ours by its pid: left by an earlier failed commit
       if (c.linkat(AT_FDCWD, `/proc/self/fd/${this.fd}`, AT_FDCWD, this.tempPath, AT_SYMLINK_FOLLOW) !== 0) {
         const code = c.lastErrorCode();
-        throw new NetsortError(`output ${this.path}: link failed (${reasonOf(codeError(code))})`);
+        throw new NetsortError(`output ${this.path}: link failed (${fileErrorReason(codeError(code))})`);
       }
     }
     try {
       renameSync(this.tempPath, this.path);
     } catch (error) {
       unlinkQuietly(this.tempPath);
-      throw new NetsortError(`output ${this.path}: rename failed (${reasonOf(error)})`);
+      throw new NetsortError(`output ${this.path}: rename failed (${fileErrorReason(error)})`);
     }
     liveTempFiles.delete(this.tempPath);
     this.state = "committed";
