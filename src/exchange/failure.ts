@@ -9,6 +9,7 @@
  */
 import { assert, errorMessage, NetsortError } from "../errors.ts";
 import { lingerPollMs, lingerQuietMinMs, lingerQuietRetries } from "../limits.ts";
+import { settledWithin } from "../wait.ts";
 import { MismatchError } from "./handshake.ts";
 import { encodeReason, type FrameType } from "./protocol.ts";
 
@@ -85,11 +86,6 @@ export class MeshFailure {
 
   /** Resolves when every peer is told, or after `waitMs`. */
   async whenAllTold(waitMs: number): Promise<void> {
-    let timer: Timer | undefined;
-    await Promise.race([
-      this.toldAll.promise,
-      new Promise((resolve) => (timer = setTimeout(resolve, Math.max(0, waitMs)))),
-    ]);
-    clearTimeout(timer);
+    await settledWithin(this.toldAll.promise, waitMs);
   }
 }

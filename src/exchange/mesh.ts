@@ -17,6 +17,7 @@ import type { TCPSocketListener } from "bun";
 import { assert, errorMessage, NetsortError, UsageError } from "../errors.ts";
 import { flushTimeoutMs, mismatchGraceMs } from "../limits.ts";
 import type { ServerEntry, SortOptions } from "../types.ts";
+import { settledWithin } from "../wait.ts";
 import { AcceptHandshake } from "./accept.ts";
 import { MeshClock } from "./clock.ts";
 import { MeshFailure } from "./failure.ts";
@@ -321,9 +322,7 @@ export class Mesh {
       return l.connections();
     });
     const flushed = Promise.all(conns.map((c) => c.whenFlushed()));
-    let timer: Timer | undefined;
-    await Promise.race([flushed, new Promise((r) => (timer = setTimeout(r, flushTimeoutMs)))]);
-    clearTimeout(timer);
+    await settledWithin(flushed, flushTimeoutMs);
     for (const c of conns) c.close();
     for (const h of this.handshakes) h.abandon();
     this.handshakes.clear();

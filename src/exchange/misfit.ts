@@ -7,6 +7,7 @@
  */
 import { abortDialMs } from "../limits.ts";
 import type { SortOptions } from "../types.ts";
+import { settledWithin } from "../wait.ts";
 import { MeshClock } from "./clock.ts";
 import { DialHandshake } from "./dial.ts";
 import type { LocalIdentity } from "./handshake.ts";
@@ -54,11 +55,6 @@ export async function tellMisfit(options: SortOptions): Promise<void> {
       };
       attempt();
     });
-  let timer: Timer | undefined;
-  await Promise.race([
-    Promise.all(config.servers.map(tellOne)),
-    new Promise((resolve) => (timer = setTimeout(resolve, abortDialMs))),
-  ]);
-  clearTimeout(timer);
+  await settledWithin(Promise.all(config.servers.map(tellOne)), abortDialMs);
   clock.stop();
 }
