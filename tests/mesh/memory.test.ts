@@ -81,6 +81,11 @@ const cgroupInputBytes = 1000 * 1000 * 1000;
 const cgroupLimitBytes = 700 * 1000 * 1000;
 const cgroupRunBoundMs = 150_000;
 const tmpfsSize = "2m";
+/** Removing the cgroup is retried this often, this far apart, while the kernel finishes with its last process. */
+const cgroupRemoveTries = 50;
+const cgroupRemovePauseMs = 100;
+/** Files are checked through a buffer of this many records. */
+const checkPieceRecords = 100_000;
 /** The cgroup test's input is written in pieces of this many bytes (whole records). */
 const generateBytes = 10_000_000;
 
@@ -101,7 +106,7 @@ function records(bytes: number, kind: "uniform" | "skew", seed: number): Uint8Ar
 
 /** Records of a file in pieces of whole records, for checks of files too big to hold. */
 function* recordPieces(path: string): Generator<Uint8Array> {
-  const buf = new Uint8Array(100_000 * RECORD);
+  const buf = new Uint8Array(checkPieceRecords * RECORD);
   const fd = openSync(path, "r");
   try {
     for (;;) {
@@ -553,11 +558,11 @@ test.skipIf(typeof parent === "string")(
     } finally {
       killPeers();
       // The peer is gone: an empty cgroup can be removed (v1 moves its page-cache charges to the parent).
-      for (let i = 0; i < 50 && existsSync(cgroup); i++) {
+      for (let i = 0; i < cgroupRemoveTries && existsSync(cgroup); i++) {
         try {
           rmdirSync(cgroup);
         } catch {
-          await Bun.sleep(100);
+          await Bun.sleep(cgroupRemovePauseMs);
         }
       }
       rmSync(dir, { recursive: true, force: true });
