@@ -17,6 +17,7 @@ import {
   maxBenchRuns,
   resolveNetsortCommand,
   runBench,
+  spillReportLines,
   writeTimelineSvg,
 } from "../local/bench.ts";
 import { formatBytes, log } from "../log.ts";
@@ -152,6 +153,8 @@ function printReport(r: BenchReport): void {
         ]),
       );
     }
+    const spills = spillReportLines(r);
+    if (spills.length > 0) console.log(["", ...spills].join("\n"));
     console.log("");
     console.log(
       `netsort   median wall ${ms(r.median.wallMs)} ms (first spawn to last exit), ${r.median.mbPerSec.toFixed(1)} MB/s, cpu of all peers ${r.median.cpuMs < 0 ? "unknown" : `${ms(r.median.cpuMs)} ms`}`,

@@ -26,7 +26,7 @@ import { formatBytes } from "../log.ts";
 import { RECORD_BYTES } from "../record.ts";
 import { type CheckResult, checkFiles } from "../tools/check.ts";
 import { type GenKind, generate, roundUpToRecords } from "../tools/gen.ts";
-import type { PhaseSpan } from "../types.ts";
+import type { PhaseSpan, SpillSummary } from "../types.ts";
 import { type ClusterRun, runLocalCluster, selfCommand, writeLocalConfig } from "./cluster.ts";
 import { cBaselineRow, peerRows, renderTimelineSvg, type Timeline } from "./svg.ts";
 
@@ -171,6 +171,8 @@ export interface PeerPhases {
   /** The peer's own clock (PhaseTimings): when it started, and its phases since then; for `--svg`. */
   startedAtEpochMs: number;
   spans: PhaseSpan[];
+  /** The peer's --json `spill` (runs, bytes, merge): null when its share fitted its --memory. */
+  spill: SpillSummary | null;
 }
 
 export interface NetsortRun {
@@ -195,9 +197,16 @@ export interface CRun {
   phases: Record<string, number>;
 }
 
-export interface PeerSummary extends Omit<PeerPhases, "peakRssBytes" | "startedAtEpochMs" | "spans"> {
+export interface PeerSummary
+  extends Omit<PeerPhases, "peakRssBytes" | "startedAtEpochMs" | "spans" | "spill"> {
   /** Max over runs. */
   peakRssBytes: number;
+  /** Medians over runs of the spill figures (0 for runs that did not spill): runs written, bytes, merge time. */
+  spillRuns: number;
+  spilledBytes: number;
+  mergeMs: number;
+  /** Runs (of the bench's runs) in which this peer spilled. */
+  spilledIn: number;
   /** Peak RSS over the peer's input share. */
   rssPerShare: number;
 }
@@ -379,6 +388,7 @@ function phasesOf(run: ClusterRun): PeerPhases[] {
       receivedBytes: t.receivedBytes,
       startedAtEpochMs: t.startedAtEpochMs,
       spans: t.spans,
+      spill: t.spill ?? null,
     };
   });
 }
@@ -462,6 +472,10 @@ function summarisePeers(runs: NetsortRun[], bytesPerPeer: number): PeerSummary[]
     const summary = { id } as PeerSummary;
     for (const key of keys) summary[key] = median(mine.map((p) => p[key]));
     summary.peakRssBytes = Math.max(...mine.map((p) => p.peakRssBytes));
+    summary.spillRuns = median(mine.map((p) => p.spill?.runs ?? 0));
+    summary.spilledBytes = median(mine.map((p) => p.spill?.spilledBytes ?? 0));
+    summary.mergeMs = median(mine.map((p) => p.spill?.mergeMs ?? 0));
+    summary.spilledIn = mine.filter((p) => p.spill !== null).length;
     summary.rssPerShare = summary.peakRssBytes / bytesPerPeer;
     return summary;
   });
@@ -700,6 +714,26 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
   }
   if (opts.startup) report.startup = await measureStartup(opts.netsort.command, opts.dir, opts.progress);
   return report;
+}
+
+/**
+ * The spill figures per peer (medians over runs), for the report: a header and
+ * one line per peer; empty when no peer spilled in any run. MB/s is the peer's
+ * share (its output) over its total time: the rate the spilling path sustains.
+ */
+export function spillReportLines(r: BenchReport): string[] {
+  if (r.median === null || r.median.peers.every((p) => p.spilledIn === 0)) return [];
+  const lines = ["spills per peer, median over runs (runs written incl. intermediate merges; MB = 10^6 B)"];
+  lines.push(
+    `${"peer".padEnd(4)} ${"spilled in".padStart(10)} ${"runs".padStart(5)} ${"spilled MB".padStart(10)} ${"merge ms".padStart(9)} ${"share MB/s".padStart(10)}`,
+  );
+  for (const p of r.median.peers) {
+    const shareMbPerSec = mbPerSec(p.outputRecords * RECORD_BYTES, p.totalMs);
+    lines.push(
+      `${String(p.id).padEnd(4)} ${`${p.spilledIn}/${r.netsortRuns.length}`.padStart(10)} ${String(p.spillRuns).padStart(5)} ${(p.spilledBytes / 1e6).toFixed(0).padStart(10)} ${String(Math.round(p.mergeMs)).padStart(9)} ${shareMbPerSec.toFixed(1).padStart(10)}`,
+    );
+  }
+  return lines;
 }
 
 /** One line per run: wall time, throughput, and every peer's own total. */

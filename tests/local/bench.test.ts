@@ -3,7 +3,7 @@
  * one row per peer, and the C baseline's median run as its own row.
  */
 import { describe, expect, test } from "bun:test";
-import { type BenchReport, benchTimeline, medianRunIndex } from "../../src/local/bench.ts";
+import { type BenchReport, benchTimeline, medianRunIndex, spillReportLines } from "../../src/local/bench.ts";
 
 describe("medianRunIndex", () => {
   test("picks the run with the median wall time, wherever it is", () => {
@@ -55,5 +55,30 @@ describe("benchTimeline", () => {
 
   test("without runs there is nothing to draw", () => {
     expect(benchTimeline({ ...report, netsortRuns: [] })).toBeNull();
+  });
+});
+
+describe("spillReportLines", () => {
+  const peer = (id: number, spilledIn: number) => ({
+    id,
+    spilledIn,
+    spillRuns: spilledIn > 0 ? 9 : 0,
+    spilledBytes: spilledIn > 0 ? 512_000_000 : 0,
+    mergeMs: spilledIn > 0 ? 1234.4 : 0,
+    outputRecords: 5_000_000,
+    totalMs: 10_000,
+  });
+  const report = (peers: ReturnType<typeof peer>[]) =>
+    ({ median: { peers }, netsortRuns: [{}, {}, {}] }) as unknown as BenchReport;
+
+  test("one line per peer with runs, spilled MB, merge ms and the share's MB/s", () => {
+    const lines = spillReportLines(report([peer(0, 3), peer(1, 0)]));
+    expect(lines).toHaveLength(4);
+    expect(lines[2].split(/\s+/)).toEqual(["0", "3/3", "9", "512", "1234", "50.0"]);
+    expect(lines[3].split(/\s+/)).toEqual(["1", "0/3", "0", "0", "0", "50.0"]);
+  });
+
+  test("nothing when no peer spilled", () => {
+    expect(spillReportLines(report([peer(0, 0), peer(1, 0)]))).toEqual([]);
   });
 });
