@@ -19,6 +19,7 @@ import { DurableWriter } from "./io/writer.ts";
 import { tuneJit } from "./jit.ts";
 import { gcEveryReceivedBytes } from "./limits.ts";
 import { formatBytes, log } from "./log.ts";
+import { peakRssBytes } from "./mem.ts";
 import { checkMemoryBudget, defaultMemoryBudget } from "./memory/budget.ts";
 import { peersOnThisHost } from "./memory/host.ts";
 import { sampleRound } from "./partition/round.ts";
@@ -169,7 +170,7 @@ export async function runPeer(options: SortOptions): Promise<PhaseTimings> {
   }
   await mesh.close();
   t.totalMs = performance.now() - startMs;
-  t.peakRssBytes = process.resourceUsage().maxRSS * 1024;
+  t.peakRssBytes = peakRssBytes();
   log.success(
     `peer ${options.serverId}: sorted ${t.outputRecords} records in ${Math.round(t.totalMs)} ms, output ${options.outputFile} committed on every peer, peak RSS ${formatBytes(t.peakRssBytes)}`,
   );

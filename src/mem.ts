@@ -16,6 +16,7 @@
  * So memory handed back pays off only when something reuses it soon.
  */
 import { ptr } from "bun:ffi";
+import { readFileSync } from "node:fs";
 import { libc } from "./libc.ts";
 
 /** Transparent huge pages are 2 MiB on x86-64 and on arm64 with 4 KiB base pages. */
@@ -106,4 +107,21 @@ export function giveBack(buf: Uint8Array): number {
   const c = libc();
   if (c === null) return 0;
   return adviseAligned(buf, c.pageBytes, MADV_DONTNEED);
+}
+
+/**
+ * This process's peak resident memory. On Linux, VmHWM from /proc/self/status:
+ * getrusage's maxrss (process.resourceUsage) carries over the peak of the
+ * process that started this one (a large test runner or bench made a small peer
+ * look 2x its size); VmHWM starts afresh with each program. Elsewhere, maxrss.
+ */
+export function peakRssBytes(): number {
+  try {
+    const status = readFileSync("/proc/self/status", "utf8");
+    const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(status);
+    if (hwm !== null) return Number(hwm[1]) * 1024;
+  } catch {
+    // no /proc here
+  }
+  return process.resourceUsage().maxRSS * 1024;
 }

@@ -1,5 +1,13 @@
 import { describe, expect, test } from "bun:test";
-import { addressOf, adviseHugePages, giveBack, HUGE_PAGE_BYTES, hugeBuffer, pageBytes } from "../src/mem.ts";
+import {
+  addressOf,
+  adviseHugePages,
+  giveBack,
+  HUGE_PAGE_BYTES,
+  hugeBuffer,
+  pageBytes,
+  peakRssBytes,
+} from "../src/mem.ts";
 
 /** Whether this machine takes the advice at all (Linux with libc); elsewhere every helper is a no-op. */
 const linux = process.platform === "linux";
@@ -102,5 +110,17 @@ describe("hugeBuffer", () => {
   test("rejects negative and fractional sizes", () => {
     expect(() => hugeBuffer(-1)).toThrow(RangeError);
     expect(() => hugeBuffer(1.5)).toThrow(RangeError);
+  });
+});
+
+describe("peakRssBytes", () => {
+  test("counts this process's own peak: touching 64 MiB more raises it by about that much", () => {
+    const before = peakRssBytes();
+    const touched = new Uint8Array(64 * 1024 * 1024);
+    for (let i = 0; i < touched.length; i += 4096) touched[i] = 1;
+    const after = peakRssBytes();
+    expect(before).toBeGreaterThan(0);
+    expect(after - before).toBeGreaterThan(32 * 1024 * 1024);
+    expect(touched[4096]).toBe(1);
   });
 });

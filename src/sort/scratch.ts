@@ -19,6 +19,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { assert, NetsortError, UsageError } from "../errors.ts";
+import { fileErrorReason, processAlive } from "../io/files.ts";
 import { libc } from "../libc.ts";
 
 /** Linux's __O_TMPFILE bit (the same on x86-64 and arm64); O_TMPFILE is this plus O_DIRECTORY. */
@@ -38,27 +39,6 @@ const fallbackSuffix = ".tmp";
 let fallbackCount = 0;
 /** O_TMPFILE refused once in this process: go straight to the fallback after that. */
 let tmpfileRefused = false;
-
-function reasonOf(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === "ENOSPC") return "no space left on device";
-  if (code === "EDQUOT") return "disk quota exceeded";
-  if (code === "EFBIG") return "file too large";
-  if (code === "EACCES" || code === "EPERM") return "permission denied";
-  if (code === "ENOENT") return "directory does not exist";
-  if (code === "ENOTDIR") return "not a directory";
-  if (code === "EROFS") return "read-only file system";
-  return code ?? String(error);
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Fallback files of processes that are gone (killed between create and unlink). */
 function removeStaleFallbacks(dir: string): void {
@@ -89,13 +69,13 @@ export function checkTempDir(dir: string): void {
   try {
     isDir = statSync(dir).isDirectory();
   } catch (error) {
-    throw new UsageError(`temp dir ${dir}: ${reasonOf(error)}`);
+    throw new UsageError(`temp dir ${dir}: ${fileErrorReason(error)}`);
   }
   if (!isDir) throw new UsageError(`temp dir ${dir}: not a directory`);
   try {
     new ScratchFile(dir).close();
   } catch (error) {
-    throw new UsageError(`temp dir ${dir}: cannot create a scratch file (${reasonOf(error)})`);
+    throw new UsageError(`temp dir ${dir}: cannot create a scratch file (${fileErrorReason(error)})`);
   }
 }
 
@@ -132,7 +112,7 @@ export class ScratchFile {
     try {
       this.fd = openUnnamed(dir);
     } catch (error) {
-      throw new NetsortError(`temp dir ${dir}: cannot create a spill file (${reasonOf(error)})`);
+      throw new NetsortError(`temp dir ${dir}: cannot create a spill file (${fileErrorReason(error)})`);
     }
   }
 
@@ -144,7 +124,7 @@ export class ScratchFile {
       while (offset < buf.length) offset += writeSync(this.fd, buf, offset, buf.length - offset);
     } catch (error) {
       throw new NetsortError(
-        `temp dir ${this.dir}: spill write failed after ${this.bytes + offset} bytes of a run (${reasonOf(error)}); give --temp-dir a directory with more space, or more --memory`,
+        `temp dir ${this.dir}: spill write failed after ${this.bytes + offset} bytes of a run (${fileErrorReason(error)}); give --temp-dir a directory with more space, or more --memory`,
       );
     }
     this.bytes += buf.length;
@@ -162,7 +142,9 @@ export class ScratchFile {
         done += n;
       }
     } catch (error) {
-      throw new NetsortError(`temp dir ${this.dir}: reading a spilled run failed (${reasonOf(error)})`);
+      throw new NetsortError(
+        `temp dir ${this.dir}: reading a spilled run failed (${fileErrorReason(error)})`,
+      );
     }
     return done;
   }
