@@ -95,3 +95,10 @@ export const maxPendingFrames = 4096;
  * this long after it; well under the 10 s in which every peer must stop.
  */
 export const mismatchGraceMs = 4_000;
+/**
+ * After a failure, incoming bytes are read and dropped for at most this long
+ * (until every peer closed), so closing does not reset connections whose peer
+ * has not read our ABORT yet.
+ */
+export const abortDrainMs = 1_000;
+export const drainPollMs = 10;

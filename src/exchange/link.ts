@@ -19,13 +19,11 @@
  * A record that fails to open fails the run naming the link.
  */
 import { assert, errorMessage, NetsortError } from "../errors.ts";
-import { answerWaitHelloTimeouts, fastRetries, fastRetryMs } from "../limits.ts";
 import { log } from "../log.ts";
 import type { ServerEntry } from "../types.ts";
 import type { MeshClock } from "./clock.ts";
 import { Connection } from "./connection.ts";
 import { FrameDecoder } from "./decoder.ts";
-import { DialHandshake } from "./dial.ts";
 import type { LinkSocket, LocalIdentity } from "./handshake.ts";
 import { allowedIn, endpoint, hex32, isAbortReport, type LinkEvents, reportedError } from "./link-terms.ts";
 import {
@@ -37,6 +35,7 @@ import {
   FrameType,
   ProtocolError,
 } from "./protocol.ts";
+import { Redialer } from "./redial.ts";
 import { type LinkKeys, linkOpener, linkSealer, type Opener, SealError } from "./seal.ts";
 import { type InState, InStream, OutStream, type SocketHandler } from "./streams.ts";
 
@@ -51,11 +50,11 @@ export class PeerLink {
   /** With a secret: the openers of our out-stream (their answers) and of their stream. */
   private outOpener: Opener | null = null;
   private inOpener: Opener | null = null;
-  private dial: DialHandshake | null = null;
-  private dialAttempts = 0;
-  private retryTimer: Timer | null = null;
+  private readonly redialer: Redialer;
   /** Set once we told this peer of our failure (ABORT on a stream, or REFUSE). */
   told = false;
+  /** After a failure: incoming bytes are read and dropped until the peer closes (Mesh.drain). */
+  private draining = false;
   /**
    * --partition sample: records cannot be placed until every sample is in, so
    * after this peer's SAMPLE its stream is held: the socket paused (TCP slows
@@ -68,15 +67,23 @@ export class PeerLink {
   constructor(
     readonly peer: ServerEntry,
     peers: number,
-    private readonly local: LocalIdentity,
-    private readonly clock: MeshClock,
-    private readonly helloTimeoutMs: number,
-    private readonly retryIntervalMs: number,
+    local: LocalIdentity,
+    clock: MeshClock,
+    helloTimeoutMs: number,
+    retryIntervalMs: number,
     private readonly events: LinkEvents,
     /** --partition sample: SAMPLE comes first on every stream, and the stream is held after it. */
     private readonly sampling: boolean,
   ) {
     this.out = new OutStream(peer, peers);
+    this.redialer = new Redialer(local, peer, clock, helloTimeoutMs, retryIntervalMs, {
+      onOpen: (socket, rest, keys) => this.onDialOpen(socket, rest, keys),
+      onRejected: (error, payload) => {
+        if (payload === null) this.events.onFail(error, false);
+        else this.onRefused(payload);
+      },
+      mayDial: () => this.out.state === "dialing" && !this.told && this.events.mayDial(),
+    });
   }
 
   get id(): number {
@@ -92,39 +99,8 @@ export class PeerLink {
 
   /** Dial now (again); no-op while an attempt is under way or the stream is open. */
   startDial(): void {
-    if (this.out.state !== "dialing" || this.dial !== null || this.told || !this.events.mayDial()) return;
-    const answerWaitMs = this.helloTimeoutMs * answerWaitHelloTimeouts;
-    const dial = new DialHandshake(this.local, this.peer, this.clock, answerWaitMs, {
-      onOpen: (socket, rest, keys) => {
-        this.dial = null;
-        this.onDialOpen(socket, rest, keys);
-      },
-      onRetry: (why) => {
-        this.dial = null;
-        this.scheduleRetry(why);
-      },
-      onRejected: (error, payload) => {
-        this.dial = null;
-        if (payload === null) return this.events.onFail(error, false);
-        this.onRefused(payload);
-      },
-    });
-    this.dial = dial;
-    dial.start();
-  }
-
-  private scheduleRetry(why: string): void {
-    if (!this.events.mayDial()) return;
-    log.debug(`peer ${this.id} at ${endpoint(this.peer)} not up yet (${why}); retrying`);
-    this.dialAttempts++;
-    // Peers started together are usually a few ms from listening: the first
-    // retries come sooner, then every --retry-ms.
-    const waitMs =
-      this.dialAttempts <= fastRetries ? Math.min(fastRetryMs, this.retryIntervalMs) : this.retryIntervalMs;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      this.startDial();
-    }, waitMs);
+    if (this.out.state !== "dialing" || this.told) return;
+    this.redialer.start();
   }
 
   /** The listener refused our hello (or, with a secret, our proved stream), or reported its abort. */
@@ -164,6 +140,7 @@ export class PeerLink {
     }
     socket.data = {
       onData: (chunk) => {
+        if (this.draining) return;
         this.out.conn.lastReceivedMs = performance.now();
         try {
           receive(chunk);
@@ -258,6 +235,7 @@ export class PeerLink {
     }
     socket.data = {
       onData: (chunk) => {
+        if (this.draining) return;
         stream.conn.lastReceivedMs = performance.now();
         try {
           receive(chunk);
@@ -448,16 +426,26 @@ export class PeerLink {
     return null;
   }
 
+  /** End our side of both connections and drop whatever still arrives (see Mesh.drain). */
+  drain(): void {
+    this.draining = true;
+    for (const conn of this.connections()) {
+      if (conn.socket === null || conn.closed) continue;
+      try {
+        conn.socket.end();
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+
   /** Close both directions now (after a failure that this peer's silence caused). */
   closeAll(): void {
     for (const c of this.connections()) c.close();
   }
 
   stopDialing(): void {
-    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
-    this.retryTimer = null;
-    this.dial?.abandon();
-    this.dial = null;
+    this.redialer.stop();
   }
 
   connections(): Connection<SocketHandler>[] {

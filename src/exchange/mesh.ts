@@ -15,7 +15,7 @@
  */
 import type { TCPSocketListener } from "bun";
 import { assert, errorMessage, NetsortError, UsageError } from "../errors.ts";
-import { flushTimeoutMs, mismatchGraceMs } from "../limits.ts";
+import { abortDrainMs, drainPollMs, flushTimeoutMs, mismatchGraceMs } from "../limits.ts";
 import type { ServerEntry, SortOptions } from "../types.ts";
 import { settledWithin } from "../wait.ts";
 import { AcceptHandshake } from "./accept.ts";
@@ -323,11 +323,27 @@ export class Mesh {
     });
     const flushed = Promise.all(conns.map((c) => c.whenFlushed()));
     await settledWithin(flushed, flushTimeoutMs);
+    if (this.failure.error !== null) await this.drain();
     for (const c of conns) c.close();
     for (const h of this.handshakes) h.abandon();
     this.handshakes.clear();
     this.listener?.stop(true);
     this.listener = null;
+  }
+
+  /**
+   * After a failure, peers may still be sending: closing a socket with unread
+   * bytes makes the kernel send RST, and a peer that gets RST can lose our ABORT
+   * still unread in its buffer (it then reports "connection reset" instead of
+   * the cause). So we end our side, read and drop what still comes until each
+   * peer closes too, for at most abortDrainMs.
+   */
+  private async drain(): Promise<void> {
+    const links = this.otherLinks();
+    for (const link of links) link.drain();
+    const allClosed = () => links.every((l) => l.connections().every((c) => c.closed || c.socket === null));
+    const fromMs = performance.now();
+    while (!allClosed() && performance.now() - fromMs < abortDrainMs) await Bun.sleep(drainPollMs);
   }
 
   // ---- accepting ----------------------------------------------------------------
