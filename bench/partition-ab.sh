@@ -5,7 +5,8 @@
 #   bench/partition-ab.sh [rounds=5] [size-per-peer=256mb] [outdir=bench-partition]
 # Each round runs, in turn: uniform/bits, uniform/sample, skew/sample, skew/bits,
 # one `netsort bench --runs 1 --json` each (fresh inputs, same seeds, first output
-# verified), into OUTDIR/<kind>-<mode>-<round>.json; bench/partition-summary.ts
+# verified), into OUTDIR/<kind>-<mode>-<round>.json (a failed run is tried once
+# more; its error stays in OUTDIR/<kind>-<mode>-<round>.err); bench/partition-summary.ts
 # turns the directory into the medians and ratios. Build dist/netsort first
 # (`bun run build`): bench runs it when present.
 set -eu
@@ -21,8 +22,15 @@ while [ "$round" -le "$rounds" ]; do
     kind=${config%%:*}
     mode=${config#*:}
     echo "round $round: $kind --partition $mode" >&2
-    bun "$root/src/cli/main.ts" bench --peers 4 --size "$size" --kind "$kind" --partition "$mode" \
-      --runs 1 --json --quiet > "$out/$kind-$mode-$round.json"
+    name="$out/$kind-$mode-$round"
+    for try in 1 2; do
+      if bun "$root/src/cli/main.ts" bench --peers 4 --size "$size" --kind "$kind" --partition "$mode" \
+        --runs 1 --json --quiet > "$name.json" 2>> "$name.err"; then
+        break
+      fi
+      echo "round $round: $kind --partition $mode failed (try $try): $(tail -n 1 "$name.err")" >&2
+      rm -f "$name.json"
+    done
   done
   round=$((round + 1))
 done
