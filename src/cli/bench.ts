@@ -1,7 +1,8 @@
 /**
  * `netsort bench`: measure the sort with real local peer processes. Generates the
  * inputs once, runs the mesh --runs times, verifies the first outputs, and prints
- * per-peer phase medians, MB/s and peak RSS; with --c, the C baseline on the same
+ * per-peer phase medians, MB/s, peak RSS and the balance (largest output over the
+ * mean, what --partition changes); with --c, the C baseline on the same
  * inputs and the ratio of the medians; with --startup, the startup figures.
  */
 
