@@ -7,7 +7,11 @@
  * function, as in a real peer. Prints MB/s per wall second and per CPU second
  * (steadier on a shared machine): the first run apart, median and best of the rest.
  *
- *   bun bench/partition-micro.ts [--records N] [--runs N] [--peers N] [--kind uniform|ascii]
+ *   bun bench/partition-micro.ts [--records N] [--runs N] [--peers N] [--kind uniform|ascii|skew]
+ *
+ * skew: as `netsort gen --kind skew`, 90% of the records share one 6-byte key
+ * prefix; in sample mode the split points all fall inside that prefix, so those
+ * records take the owner function's slow path (the search among the splitters).
  */
 import { parseArgs } from "node:util";
 import { parseIntArg } from "../src/cli/args.ts";
@@ -31,7 +35,10 @@ const { values } = parseArgs({
 const records = parseIntArg("--records", values.records, 1, 20_000_000);
 const runs = parseIntArg("--runs", values.runs, 2, 100);
 const peers = parseIntArg("--peers", values.peers, 2, 1024);
-const kind = values.kind === "ascii" ? "ascii" : "uniform";
+const kind = values.kind === "ascii" || values.kind === "skew" ? values.kind : "uniform";
+/** skew: records whose byte 9 (random) is below this share the prefix: 230/256 = 90%. */
+const skewBelow = 230;
+const skewPrefix = [0x5e, 0xed, 0x01, 0x23, 0x45, 0x67];
 
 if (values.mode === undefined) {
   for (const mode of ["bits", "sample"]) {
@@ -56,6 +63,11 @@ function makeInput(): Uint8Array {
       x ^= x >>> 17;
       x ^= x << 5;
       words[i] = x >>> 0;
+    }
+    if (kind === "skew") {
+      for (let o = 0; o < data.length; o += RECORD_BYTES) {
+        if (data[o + 9] < skewBelow) data.set(skewPrefix, o);
+      }
     }
   }
   return data;

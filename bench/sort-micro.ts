@@ -6,7 +6,7 @@
  * CPU) of the others, the resident set after add and after the sort (the sort
  * gives its memory back as it goes: src/sort/buckets.ts), and the bytes given back.
  *
- *   bun bench/sort-micro.ts [--records N] [--runs N] [--unaligned] [--write FILE]
+ *   bun bench/sort-micro.ts [--records N] [--runs N] [--unaligned] [--sample-range] [--write FILE]
  *
  * --write FILE also writes every run to FILE as the job does (writeSync per run,
  * fsync at the end; the file is removed after each run). The first run of each
@@ -24,7 +24,12 @@ import { formatBytes } from "../src/log.ts";
 import { compareRecords, RECORD_BYTES, rangeEnd, rangeStart } from "../src/record.ts";
 import { BucketStore } from "../src/sort/buckets.ts";
 
-const shapes = ["uniform", "skewed"] as const;
+/**
+ * "prefix": every record has one 6-byte prefix and the store's range is that
+ * prefix alone: a peer of `bench --kind skew --partition sample`, whose split
+ * points all fall inside the shared prefix (a single bucket, split by byte 6).
+ */
+const shapes = ["uniform", "skewed", "prefix"] as const;
 type Shape = (typeof shapes)[number];
 
 const { values } = parseArgs({
@@ -32,6 +37,7 @@ const { values } = parseArgs({
     records: { type: "string", default: "2700000" },
     runs: { type: "string", default: "5" },
     unaligned: { type: "boolean", default: false },
+    "sample-range": { type: "boolean", default: false },
     keys: { type: "string" },
     write: { type: "string" },
   },
@@ -41,6 +47,15 @@ const runs = parseIntArg("--runs", values.runs, 1, 100);
 const peers = 4;
 const peer = 1;
 const bytes = records * RECORD_BYTES;
+/**
+ * The store's range: peer 1 of 4's equal range, or with --sample-range that range
+ * moved by a little over 0.1% of its width, as split points drawn from a sample
+ * fall (--partition sample): not on a power-of-two boundary.
+ */
+const bitsWidth = rangeEnd(peer, peers) - rangeStart(peer, peers);
+const rangeShift = values["sample-range"] ? Math.floor(bitsWidth / 997) + 12_345 : 0;
+const storeStart = rangeStart(peer, peers) + rangeShift;
+const storeEnd = rangeEnd(peer, peers) + rangeShift;
 
 /** xorshift32 fill: fast and seeded. */
 function fillRandom(buf: Uint8Array, seed: number): void {
@@ -61,13 +76,16 @@ function fillRandom(buf: Uint8Array, seed: number): void {
 function makeInput(shape: Shape): Uint8Array {
   const data = new Uint8Array(bytes);
   fillRandom(data, shape === "skewed" ? 7 : 3);
-  const start = rangeStart(peer, peers);
-  const width = rangeEnd(peer, peers) - start;
-  const shared = start + Math.floor(width / 3);
+  const start = storeStart;
+  const width = storeEnd - start;
+  const shared = sharedPrefix;
   for (let r = 0; r < records; r++) {
     const o = r * RECORD_BYTES;
     const fraction = ((data[o] << 16) | (data[o + 1] << 8) | data[o + 2]) / 2 ** 24;
-    const p = shape === "skewed" && data[o + 3] < 230 ? shared : start + Math.floor(fraction * width);
+    const p =
+      shape === "prefix" || (shape === "skewed" && data[o + 3] < 230)
+        ? shared
+        : start + Math.floor(fraction * width);
     const hi = Math.floor(p / 2 ** 24);
     const lo = p % 2 ** 24;
     data[o] = hi >>> 16;
@@ -78,6 +96,14 @@ function makeInput(shape: Shape): Uint8Array {
     data[o + 5] = lo & 0xff;
   }
   return data;
+}
+
+/** The shared prefix of "skewed" and "prefix": a third into the range. */
+const sharedPrefix = storeStart + Math.floor((storeEnd - storeStart) / 3);
+
+function storeRange(shape: Shape): { rangeStart: number; rangeEnd: number } {
+  if (shape === "prefix") return { rangeStart: sharedPrefix, rangeEnd: sharedPrefix + 1 };
+  return { rangeStart: storeStart, rangeEnd: storeEnd };
 }
 
 /** One phase of one run: wall time, CPU split user/system, minor page faults. */
@@ -133,7 +159,12 @@ class Meter {
 
 const emptyPhase = (): Phase => ({ ms: 0, userMs: 0, sysMs: 0, faults: 0 });
 
-function runOnce(input: Uint8Array, batch: Uint8Array, writePath: string | undefined): RunFigures {
+function runOnce(
+  shape: Shape,
+  input: Uint8Array,
+  batch: Uint8Array,
+  writePath: string | undefined,
+): RunFigures {
   const figures: RunFigures = {
     add: emptyPhase(),
     sort: emptyPhase(),
@@ -145,11 +176,7 @@ function runOnce(input: Uint8Array, batch: Uint8Array, writePath: string | undef
   };
   const fd = writePath === undefined ? -1 : openSync(writePath, "w", 0o644);
   const meter = new Meter();
-  const store = new BucketStore({
-    rangeStart: rangeStart(peer, peers),
-    rangeEnd: rangeEnd(peer, peers),
-    expectedRecords: records,
-  });
+  const store = new BucketStore({ ...storeRange(shape), expectedRecords: records });
   // Batches as the exchange hands them over: copied into one reused receive buffer.
   for (let offset = 0; offset < input.length; offset += batchBytes) {
     const length = Math.min(batchBytes, input.length - offset);
@@ -212,13 +239,19 @@ function benchShape(shape: Shape): void {
     : batchBuffer.subarray(0, batchBytes);
   const figures: RunFigures[] = [];
   for (let i = 0; i < runs; i++) {
-    figures.push(runOnce(input, batch, values.write));
+    figures.push(runOnce(shape, input, batch, values.write));
     if (values.write !== undefined) unlinkSync(values.write); // as bench does between runs
     Bun.gc(true);
   }
   const peakRss = process.resourceUsage().maxRSS * 1024;
   const [first, ...rest] = figures;
-  console.log(shape === "skewed" ? "skewed (90% share a 6-byte prefix):" : "uniform:");
+  const buckets = new BucketStore({ ...storeRange(shape), expectedRecords: records }).buckets;
+  const label = {
+    uniform: "uniform:",
+    skewed: "skewed (90% share a 6-byte prefix):",
+    prefix: "prefix (all share a 6-byte prefix, the store's whole range):",
+  }[shape];
+  console.log(`${label} ${buckets} buckets`);
   console.log(
     phaseLine(
       "add",
@@ -265,13 +298,14 @@ if (values.keys !== undefined) {
     throw new Error(`--keys: one of ${shapes.join(", ")}`);
   benchShape(values.keys as Shape);
 } else {
-  const how = values.unaligned ? " at odd byte offsets" : "";
+  const how = `${values.unaligned ? " at odd byte offsets" : ""}${values["sample-range"] ? ", range off power-of-two boundaries (as --partition sample)" : ""}`;
   console.log(
     `${records} records (${formatBytes(bytes)}), peer ${peer} of ${peers}, ${runs} runs, batches of ${batchBytes} B${how}`,
   );
   for (const shape of shapes) {
     const args = ["--records", String(records), "--runs", String(runs), "--keys", shape];
     if (values.unaligned) args.push("--unaligned");
+    if (values["sample-range"]) args.push("--sample-range");
     if (values.write !== undefined) args.push("--write", values.write);
     const child = Bun.spawnSync([process.execPath, import.meta.path, ...args], {
       stdout: "inherit",

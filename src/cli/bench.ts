@@ -1,20 +1,22 @@
 /**
  * `netsort bench`: measure the sort with real local peer processes. Generates the
  * inputs once, runs the mesh --runs times, verifies the first outputs, and prints
- * per-peer phase medians, MB/s and peak RSS; with --c, the C baseline on the same
+ * per-peer phase medians, MB/s, peak RSS and the balance (largest output over the
+ * mean, what --partition changes); with --c, the C baseline on the same
  * inputs and the ratio of the medians; with --startup, the startup figures.
  */
 
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { NetsortError, UsageError } from "../errors.ts";
+import { assert, NetsortError, UsageError } from "../errors.ts";
 import {
   type BenchReport,
   benchTimeline,
   findCBaseline,
   maxBenchPeers,
   maxBenchRuns,
+  medianRunIndex,
   resolveNetsortCommand,
   runBench,
   spillReportLines,
@@ -103,6 +105,14 @@ const args = {
 
 const ms = (value: number) => String(Math.round(value));
 
+/** The outputs' spread: the median run's sizes and the median of every run's largest / mean. */
+function balanceLine(r: BenchReport): string {
+  assert(r.median !== null, "balance of a bench that ran");
+  const chosen = r.netsortRuns[medianRunIndex(r.netsortRuns.map((run) => run.wallMs))];
+  const sizes = chosen.outputBytes.map((b) => formatBytes(b)).join(" / ");
+  return `balance   largest output / mean = ${r.median.balance.toFixed(3)}x (median over runs); outputs of the median run ${sizes}`;
+}
+
 function printReport(r: BenchReport): void {
   const m = r.machine;
   console.log(
@@ -111,13 +121,14 @@ function printReport(r: BenchReport): void {
   console.log(`netsort   ${r.netsort}`);
   if (r.median !== null) {
     console.log(
-      `data      ${r.peers} peers x ${formatBytes(r.bytesPerPeer)} = ${formatBytes(r.totalBytes)} (${r.totalRecords} records, ${r.kind}), ${r.runs} runs, output ${r.verified ? "verified" : "NOT verified"}`,
+      `data      ${r.peers} peers x ${formatBytes(r.bytesPerPeer)} = ${formatBytes(r.totalBytes)} (${r.totalRecords} records, ${r.kind}), --partition ${r.partition}, ${r.runs} runs, output ${r.verified ? "verified" : "NOT verified"}`,
     );
     console.log("");
     console.log("per peer, median over runs (ms; read and exchange end at the peer's own instants)");
     const header = [
       "peer",
       "connect",
+      "sample",
       "read",
       "exchange",
       "sort",
@@ -130,7 +141,7 @@ function printReport(r: BenchReport): void {
       "peak RSS",
       "RSS/share",
     ];
-    const widths = [4, 8, 7, 9, 6, 6, 9, 6, 7, 8, 7, 11, 10];
+    const widths = [4, 8, 7, 7, 9, 6, 6, 9, 6, 7, 8, 7, 11, 10];
     const row = (cells: string[]) =>
       cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(" ");
     console.log(row(header));
@@ -139,6 +150,7 @@ function printReport(r: BenchReport): void {
         row([
           String(p.id),
           ms(p.connectMs),
+          ms(p.sampleMs),
           ms(p.readMs),
           ms(p.exchangeMs),
           ms(p.sortMs),
@@ -159,6 +171,7 @@ function printReport(r: BenchReport): void {
     console.log(
       `netsort   median wall ${ms(r.median.wallMs)} ms (first spawn to last exit), ${r.median.mbPerSec.toFixed(1)} MB/s, cpu of all peers ${r.median.cpuMs < 0 ? "unknown" : `${ms(r.median.cpuMs)} ms`}`,
     );
+    console.log(balanceLine(r));
   }
   if (r.c !== null) {
     const p = r.c.median.phases;
@@ -254,6 +267,7 @@ export default defineTableCommand({
         startup: a.startup,
         validate: a.validate,
         peerArgs,
+        partition: a.partition === "sample" ? "sample" : "bits",
         progress,
         secretCompare,
       });

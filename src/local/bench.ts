@@ -26,7 +26,7 @@ import { formatBytes } from "../log.ts";
 import { RECORD_BYTES } from "../record.ts";
 import { type CheckResult, checkFiles } from "../tools/check.ts";
 import { type GenKind, generate, roundUpToRecords } from "../tools/gen.ts";
-import type { PhaseSpan, SpillSummary } from "../types.ts";
+import type { PartitionMode, PhaseSpan, SpillSummary } from "../types.ts";
 import { type ClusterRun, runLocalCluster, selfCommand, writeLocalConfig } from "./cluster.ts";
 import { cBaselineRow, peerRows, renderTimelineSvg, type Timeline } from "./svg.ts";
 
@@ -146,7 +146,9 @@ export interface PeerPhases {
   id: number;
   /** Start to every mesh connection up (overlaps read). */
   connectMs: number;
-  /** Start to own input read, partitioned and handed to the sockets. */
+  /** --partition sample: drawing, exchanging and splitting the samples, before the read (0 with bits). */
+  sampleMs: number;
+  /** Own input read, partitioned and handed to the sockets (after the sample phase). */
   readMs: number;
   /** End of read to the last incoming stream received. */
   exchangeMs: number;
@@ -184,6 +186,10 @@ export interface NetsortRun {
   cpuMs: number;
   /** 1-minute load average just before the run. */
   loadAverage: number;
+  /** Size of each peer's output file, bytes, read from the file system after the run. */
+  outputBytes: number[];
+  /** Largest output over the mean output (1 = perfectly even): what --partition is about. */
+  balance: number;
   peers: PeerPhases[];
 }
 
@@ -226,8 +232,17 @@ export interface BenchReport {
   /** Every output of the first run was checked: sorted, ownership order, same records as the inputs. */
   verified: boolean;
   netsortRuns: NetsortRun[];
+  /** --partition the peers ran with. */
+  partition: PartitionMode;
   /** Medians over runs; null when no run was made. */
-  median: { wallMs: number; mbPerSec: number; cpuMs: number; peers: PeerSummary[] } | null;
+  median: {
+    wallMs: number;
+    mbPerSec: number;
+    cpuMs: number;
+    /** Median over runs of each run's largest / mean output size. */
+    balance: number;
+    peers: PeerSummary[];
+  } | null;
   c: {
     command: string;
     verified: boolean;
@@ -281,6 +296,8 @@ export interface BenchOptions {
   validate?: boolean;
   /** More `sort` flags for every peer (--partition, --memory, --temp-dir, --secret-file). */
   peerArgs?: readonly string[];
+  /** The --partition inside peerArgs, for the report (default bits). */
+  partition?: PartitionMode;
   /** One line of progress per step (the CLI logs it: stderr). */
   progress: (line: string) => void;
   /**
@@ -368,10 +385,12 @@ function phasesOf(run: ClusterRun): PeerPhases[] {
     assert(t !== null, "a successful peer printed its timings");
     const cpu = cpuLine.exec(p.output);
     const exchangeMs = t.exchangeMs;
-    const otherMs = Math.max(0, t.totalMs - t.readMs - t.exchangeMs - t.sortMs - t.writeMs);
+    const sampleMs = t.sampleMs ?? 0;
+    const otherMs = Math.max(0, t.totalMs - sampleMs - t.readMs - t.exchangeMs - t.sortMs - t.writeMs);
     return {
       id: p.id,
       connectMs: t.connectMs,
+      sampleMs,
       readMs: t.readMs,
       exchangeMs,
       sortMs: t.sortMs,
@@ -391,6 +410,16 @@ function phasesOf(run: ClusterRun): PeerPhases[] {
       spill: t.spill ?? null,
     };
   });
+}
+
+/**
+ * Largest over mean of `sizes`: 1 when every output is the same size, `peers`
+ * when one peer got everything. 1 for all-empty outputs (nothing to balance).
+ */
+export function balanceOf(sizes: readonly number[]): number {
+  assert(sizes.length > 0, "balance of at least one output");
+  const mean = sizes.reduce((sum, size) => sum + size, 0) / sizes.length;
+  return mean === 0 ? 1 : Math.max(...sizes) / mean;
 }
 
 function removeFiles(files: string[]): void {
@@ -453,6 +482,7 @@ function summarisePeers(runs: NetsortRun[], bytesPerPeer: number): PeerSummary[]
   const peers = runs[0].peers.length;
   const keys = [
     "connectMs",
+    "sampleMs",
     "readMs",
     "exchangeMs",
     "sortMs",
@@ -567,6 +597,7 @@ async function measureSorts(
   const sortOnce = async (run: number, moreArgs: string[], first: boolean): Promise<NetsortRun> => {
     const loadAverage = os.loadavg()[0];
     const cluster = await runNetsortOnce(opts, inputs, outputs, moreArgs);
+    const outputBytes = outputs.map((file) => statSync(file).size);
     if (first) {
       const check = await checkFiles(outputs, inputs);
       if (!check.valid) throw new NetsortError(`bench: netsort output is INVALID: ${describeCheck(check)}`);
@@ -577,6 +608,8 @@ async function measureSorts(
       mbPerSec: mbPerSec(totalBytes, cluster.wallMs),
       cpuMs: 0,
       loadAverage,
+      outputBytes,
+      balance: balanceOf(outputBytes),
       peers: phasesOf(cluster),
     };
     result.cpuMs = result.peers.some((p) => p.cpuUserMs < 0)
@@ -625,6 +658,7 @@ async function measureSorts(
     wallMs,
     mbPerSec: mbPerSec(totalBytes, wallMs),
     cpuMs: median(report.netsortRuns.map((r) => r.cpuMs)),
+    balance: median(report.netsortRuns.map((r) => r.balance)),
     peers: summarisePeers(report.netsortRuns, bytesPerPeer),
   };
   if (secretFile !== null) report.sealed = compareSealed(secretFile, sealedVerified, sealedRuns, report);
@@ -685,6 +719,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     totalBytes,
     totalRecords: totalBytes / RECORD_BYTES,
     runs: opts.runs,
+    partition: opts.partition ?? "bits",
     generateMs: 0,
     warmMs: 0,
     warning: opts.netsort.warning,
@@ -740,7 +775,7 @@ export function spillReportLines(r: BenchReport): string[] {
 function formatRunLine(run: NetsortRun): string {
   const totals = run.peers.map((p) => Math.round(p.totalMs)).join("/");
   const cpu = run.cpuMs < 0 ? "" : `  cpu ${Math.round(run.cpuMs)} ms`;
-  return `run ${String(run.run).padStart(2)}  wall ${String(Math.round(run.wallMs)).padStart(6)} ms  ${run.mbPerSec.toFixed(1).padStart(7)} MB/s${cpu}  load ${run.loadAverage.toFixed(1)}  peer totals ${totals} ms`;
+  return `run ${String(run.run).padStart(2)}  wall ${String(Math.round(run.wallMs)).padStart(6)} ms  ${run.mbPerSec.toFixed(1).padStart(7)} MB/s${cpu}  load ${run.loadAverage.toFixed(1)}  balance ${run.balance.toFixed(3)}x  peer totals ${totals} ms`;
 }
 
 /** The index of the run whose wall time is the median (the lower of the middle two for an even count). */

@@ -88,6 +88,74 @@ describe("netsort bench", () => {
     expect(readdirSync(work)).toEqual([]);
   }, 30_000);
 
+  test("the balance figure is the largest over the mean output, per run and as the median", async () => {
+    // Skewed keys: 90% of the records share one 48-bit prefix, so with the default
+    // equal key ranges one of 4 peers gets ~92.5% of everything (3.7x the mean);
+    // --partition sample spreads them evenly.
+    const run = (partition: string) =>
+      bench([
+        "--peers",
+        "4",
+        "--size",
+        "100kb",
+        "--runs",
+        "2",
+        "--kind",
+        "skew",
+        "--partition",
+        partition,
+        "--json",
+        "--binary",
+        "self",
+        "--dir",
+        join(dir, `balance-${partition}`),
+      ]);
+    const figures: Record<string, number> = {};
+    for (const partition of ["bits", "sample"]) {
+      const { code, stdout, stderr } = await run(partition);
+      expect(stderr).not.toContain("INVALID");
+      expect(code).toBe(0);
+      const r = JSON.parse(stdout);
+      expect(r.partition).toBe(partition);
+      const perRun: number[] = [];
+      for (const one of r.netsortRuns) {
+        // Independent of bench's stat() of the files: what each peer says it wrote.
+        const sizes = one.peers.map((p: { outputRecords: number }) => p.outputRecords * 100);
+        expect(one.outputBytes).toEqual(sizes);
+        const mean = sizes.reduce((a: number, b: number) => a + b, 0) / sizes.length;
+        expect(one.balance).toBeCloseTo(Math.max(...sizes) / mean, 9);
+        perRun.push(one.balance);
+      }
+      expect(r.median.balance).toBeCloseTo((perRun[0] + perRun[1]) / 2, 9);
+      figures[partition] = r.median.balance;
+    }
+    expect(figures.bits).toBeGreaterThan(3);
+    expect(figures.sample).toBeLessThan(1.1);
+  }, 60_000);
+
+  test("the text report has a sample column and the balance line", async () => {
+    const { code, stdout } = await bench([
+      "--peers",
+      "2",
+      "--size",
+      "50kb",
+      "--runs",
+      "1",
+      "--partition",
+      "sample",
+      "--binary",
+      "self",
+      "--dir",
+      join(dir, "text"),
+    ]);
+    expect(code).toBe(0);
+    expect(stdout).toContain("--partition sample");
+    expect(stdout).toMatch(/^peer\s+connect\s+sample\s+read\s/m);
+    // 2 peers x 512 records of uniform keys: the outputs' sizes are printed beside the ratio.
+    const line = stdout.split("\n").find((l) => l.startsWith("balance"));
+    expect(line).toMatch(/largest output \/ mean = \d\.\d{3}x .*outputs of the median run .+ \/ .+/);
+  }, 30_000);
+
   test("out-of-range flags are usage errors (exit 2)", async () => {
     for (const flags of [
       ["--peers", "0"],

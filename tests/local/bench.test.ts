@@ -3,7 +3,13 @@
  * one row per peer, and the C baseline's median run as its own row.
  */
 import { describe, expect, test } from "bun:test";
-import { type BenchReport, benchTimeline, medianRunIndex, spillReportLines } from "../../src/local/bench.ts";
+import {
+  type BenchReport,
+  balanceOf,
+  benchTimeline,
+  medianRunIndex,
+  spillReportLines,
+} from "../../src/local/bench.ts";
 
 describe("medianRunIndex", () => {
   test("picks the run with the median wall time, wherever it is", () => {
@@ -11,6 +17,19 @@ describe("medianRunIndex", () => {
     expect(medianRunIndex([5])).toBe(0);
     // Even count: the lower of the middle two.
     expect(medianRunIndex([400, 100, 300, 200])).toBe(3);
+  });
+});
+
+describe("balanceOf", () => {
+  test("is the largest output over the mean", () => {
+    expect(balanceOf([100, 100, 100, 100])).toBe(1);
+    // One peer holds everything: 4x the mean of 4 outputs.
+    expect(balanceOf([0, 400, 0, 0])).toBe(4);
+    expect(balanceOf([300, 100])).toBe(1.5);
+    expect(balanceOf([7])).toBe(1);
+  });
+  test("all-empty outputs are even, not NaN", () => {
+    expect(balanceOf([0, 0, 0])).toBe(1);
   });
 });
 
