@@ -56,8 +56,6 @@ export const splitSlackBytes = 256 * blockBytes;
 const maxAddPieceBytes = 2560 * RECORD_BYTES;
 /** Chunks held per byte of records, at most (BucketStore: partly filled blocks and chunks, "about 1.1 x D"). */
 const storeOverheadFactor = 1.1;
-/** A share expected to fit is cut into runs once it holds this many times the expected (then runs are capped). */
-const estimateMargin = 1.25;
 /** Blocks per chunk in the BucketStore (2 MiB chunks of 64 blocks). */
 const blocksPerChunk = Math.floor(storeChunkBytes / blockBytes);
 /** The least run size worth spilling: below it, the runs (and merge passes) multiply. */
@@ -180,10 +178,12 @@ export class SpillingStore {
     this.cappedRunBytes = Math.min(options.maxRunBytes ?? maxSpillRunBytes, roomBytes);
     // When the expected share fits (with its partly filled blocks and chunks,
     // and the most one add can take), the store is the in-memory one exactly as
-    // before. A run is cut only if the share turns out bigger than expected
-    // (skewed keys): at the budget, or sooner, at estimateMargin times the
-    // expected share, so a wrong estimate does not make one huge synchronous
-    // spill of the whole budget; after that first spill, runs are capped.
+    // before, and a run is cut only when the budget requires it: a share bigger
+    // than expected (skewed keys, where the estimate is this peer's own input)
+    // that still fits spills nothing. After that first spill, runs are capped.
+    // The cost: when the budget is reached that way, the first spill sorts and
+    // writes everything held in one synchronous step (docs/performance.md,
+    // "Sorting more than memory", says how long; --idle-timeout-ms covers it).
     // Otherwise (spilling planned) the store is sized for one capped run: sized
     // for the whole share it would have more buckets and groups than a run
     // needs, each keeping a partly filled block or chunk.
@@ -193,10 +193,7 @@ export class SpillingStore {
     this.capped = this.plannedSpill;
     this.inner = inner;
     this.addSlackBytes = addSlackOf(inner);
-    this.runLimitBytes = Math.min(
-      roomBytes,
-      Math.max(this.cappedRunBytes, Math.ceil(expectedHeldBytes * estimateMargin) + this.addSlackBytes),
-    );
+    this.runLimitBytes = this.plannedSpill ? this.cappedRunBytes : roomBytes;
     this.onSpill = options.onSpill;
     this.stats = {
       spills: 0,
