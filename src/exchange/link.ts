@@ -401,7 +401,7 @@ export class PeerLink {
       }
     }
     this.out.stop();
-    this.stopDialing();
+    this.redialer.stopRetrying(); // a dial under way delivers the ABORT when it opens
     if (sent) this.told = true;
     return sent;
   }
@@ -442,6 +442,11 @@ export class PeerLink {
   /** Close both directions now (after a failure that this peer's silence caused). */
   closeAll(): void {
     for (const c of this.connections()) c.close();
+  }
+
+  /** Our dial to this peer is still in its handshake. */
+  get dialing(): boolean {
+    return this.redialer.busy;
   }
 
   stopDialing(): void {

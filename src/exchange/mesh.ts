@@ -317,13 +317,14 @@ export class Mesh {
   async close(): Promise<void> {
     this.finished = true;
     this.clock.stop();
-    const conns = this.otherLinks().flatMap((l) => {
-      l.stopDialing();
-      return l.connections();
-    });
+    const links = this.otherLinks();
+    // After a failure, a dial under way may still deliver our ABORT: drain() waits for it.
+    if (this.failure.error === null) for (const l of links) l.stopDialing();
+    const conns = links.flatMap((l) => l.connections());
     const flushed = Promise.all(conns.map((c) => c.whenFlushed()));
     await settledWithin(flushed, flushTimeoutMs);
     if (this.failure.error !== null) await this.drain();
+    for (const l of links) l.stopDialing();
     for (const c of conns) c.close();
     for (const h of this.handshakes) h.abandon();
     this.handshakes.clear();
@@ -341,7 +342,8 @@ export class Mesh {
   private async drain(): Promise<void> {
     const links = this.otherLinks();
     for (const link of links) link.drain();
-    const allClosed = () => links.every((l) => l.connections().every((c) => c.closed || c.socket === null));
+    const allClosed = () =>
+      links.every((l) => !l.dialing && l.connections().every((c) => c.closed || c.socket === null));
     const fromMs = performance.now();
     while (!allClosed() && performance.now() - fromMs < abortDrainMs) await Bun.sleep(drainPollMs);
   }

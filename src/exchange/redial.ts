@@ -57,6 +57,21 @@ export class Redialer {
     attempt.start();
   }
 
+  /** An attempt is under way (its handshake has not ended). */
+  get busy(): boolean {
+    return this.attempt !== null;
+  }
+
+  /**
+   * No new attempts, but the one under way may finish: after a failure it then
+   * delivers our ABORT (PeerLink.onDialOpen) instead of hanging up on a
+   * listener that already counts its stream as open.
+   */
+  stopRetrying(): void {
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+
   /** No more attempts: the one under way is abandoned, a scheduled one cancelled. */
   stop(): void {
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
