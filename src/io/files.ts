@@ -3,6 +3,8 @@
  * a message, the open(2) flag for an unnamed file, and whether the process that
  * left a named temp file behind is gone.
  */
+import { readdirSync, unlinkSync } from "node:fs";
+import { join } from "node:path";
 
 /** open(2): an unnamed regular file in the given directory (Linux; O_DIRECTORY included, the same on x86-64 and arm64). */
 export const O_TMPFILE = 0o20200000;
@@ -18,6 +20,30 @@ export function fileErrorReason(error: unknown): string {
   if (code === "ENOTDIR") return "not a directory";
   if (code === "EROFS") return "read-only file system";
   return code ?? String(error);
+}
+
+/**
+ * Remove the files in `dir` named `<prefix><pid><rest>.tmp` whose process is
+ * gone (killed before it could remove them); files of live processes, ours
+ * included, stay. A file someone else removed first is no error.
+ */
+export function removeStaleFiles(dir: string, prefix: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith(".tmp")) continue;
+    const pid = Number(/^\d+/.exec(name.slice(prefix.length))?.[0] ?? Number.NaN);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
+    try {
+      unlinkSync(join(dir, name));
+    } catch {
+      // someone else removed it
+    }
+  }
 }
 
 /** True while `pid` runs (on this machine): its temp files are not stale yet. */

@@ -17,7 +17,6 @@ import {
   fsync,
   fsyncSync,
   openSync,
-  readdirSync,
   renameSync,
   statSync,
   unlinkSync,
@@ -27,7 +26,7 @@ import { basename, dirname, join } from "node:path";
 import { assert, NetsortError, UsageError } from "../errors.ts";
 import { AT_FDCWD, AT_SYMLINK_FOLLOW, libc } from "../libc.ts";
 import { writebackBytes, writeChunkBytes } from "../limits.ts";
-import { fileErrorReason, O_TMPFILE, processAlive } from "./files.ts";
+import { fileErrorReason, O_TMPFILE, removeStaleFiles } from "./files.ts";
 
 const O_WRONLY = 1;
 
@@ -70,23 +69,7 @@ export function removeLiveTempFiles(): void {
  * machine: the pid is in the name, and the file sits beside the output).
  */
 function removeStaleTempFiles(dir: string, base: string): void {
-  const prefix = `.${base}.netsort-`;
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    if (!name.startsWith(prefix) || !name.endsWith(".tmp")) continue;
-    const pid = Number(name.slice(prefix.length, -".tmp".length));
-    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
-    try {
-      unlinkSync(join(dir, name));
-    } catch {
-      // someone else removed it
-    }
-  }
+  removeStaleFiles(dir, `.${base}.netsort-`);
 }
 
 function unlinkQuietly(path: string): void {

@@ -7,19 +7,10 @@
  * between those two calls left (the pid is in the name). The file lives as long
  * as its descriptor; close() frees its space.
  */
-import {
-  closeSync,
-  constants,
-  openSync,
-  readdirSync,
-  readSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, constants, openSync, readSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { assert, NetsortError, UsageError } from "../errors.ts";
-import { fileErrorReason, processAlive } from "../io/files.ts";
+import { fileErrorReason, removeStaleFiles } from "../io/files.ts";
 import { libc } from "../libc.ts";
 
 /** Linux's __O_TMPFILE bit (the same on x86-64 and arm64); O_TMPFILE is this plus O_DIRECTORY. */
@@ -42,22 +33,7 @@ let tmpfileRefused = false;
 
 /** Fallback files of processes that are gone (killed between create and unlink). */
 function removeStaleFallbacks(dir: string): void {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    if (!name.startsWith(fallbackPrefix) || !name.endsWith(fallbackSuffix)) continue;
-    const pid = Number(name.slice(fallbackPrefix.length).split("-")[0]);
-    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
-    try {
-      unlinkSync(join(dir, name));
-    } catch {
-      // someone else removed it
-    }
-  }
+  removeStaleFiles(dir, fallbackPrefix);
 }
 
 /**
