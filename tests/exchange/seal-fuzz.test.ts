@@ -13,7 +13,7 @@
  * cut at a deadline instead of wedging the test run.
  */
 import { describe, expect, test } from "bun:test";
-import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { isMainThread, parentPort, workerData } from "node:worker_threads";
 import { FrameDecoder } from "../../src/exchange/decoder.ts";
 import {
   encodeEmpty,
@@ -34,6 +34,7 @@ import {
 } from "../../src/exchange/seal.ts";
 import { RECORD_BYTES } from "../../src/record.ts";
 import { prng } from "../helpers.ts";
+import { reportFromWorker } from "./fuzz-worker.ts";
 
 /** Mutated streams generated (each opened whole and split). */
 const fuzzInputs = 6_000;
@@ -311,34 +312,21 @@ if (!isMainThread) {
     test(
       "mutated sealed streams only raise SealError, never yield a damaged record's plaintext, and do not depend on the split",
       async () => {
-        const worker = new Worker(new URL(import.meta.url), { workerData: { seed: 20261201 } });
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        try {
-          const report = await Promise.race([
-            new Promise<FuzzReport>((resolve, reject) => {
-              worker.on("message", resolve);
-              worker.on("error", reject);
-            }),
-            new Promise<"hung">((resolve) => {
-              timer = setTimeout(() => resolve("hung"), fuzzDeadlineMs);
-            }),
-          ]);
-          expect(report).not.toBe("hung");
-          if (report === "hung") return;
-          expect(report.failures).toEqual([]);
-          expect(report.inputs).toBe(fuzzInputs);
-          // Both outcomes and partial deliveries occur: the fuzz reaches past the first record.
-          expect(report.sealErrors).toBeGreaterThan(report.inputs / 2);
-          expect(report.clean).toBeGreaterThan(0);
-          expect(report.partialDeliveries).toBeGreaterThan(report.inputs / 10);
-          expect(report.maxHeldBytes).toBeGreaterThan(0);
-          console.log(
-            `seal fuzz: ${report.inputs} inputs, ${report.sealErrors} seal errors, ${report.clean} clean, ${report.partialDeliveries} partial, ${Math.round(report.elapsedMs)} ms (record overhead ${sealOverheadBytes} B)`,
-          );
-        } finally {
-          clearTimeout(timer);
-          await worker.terminate();
-        }
+        const report = await reportFromWorker<FuzzReport>(
+          import.meta.url,
+          { seed: 20261201 },
+          fuzzDeadlineMs,
+        );
+        expect(report.failures).toEqual([]);
+        expect(report.inputs).toBe(fuzzInputs);
+        // Both outcomes and partial deliveries occur: the fuzz reaches past the first record.
+        expect(report.sealErrors).toBeGreaterThan(report.inputs / 2);
+        expect(report.clean).toBeGreaterThan(0);
+        expect(report.partialDeliveries).toBeGreaterThan(report.inputs / 10);
+        expect(report.maxHeldBytes).toBeGreaterThan(0);
+        console.log(
+          `seal fuzz: ${report.inputs} inputs, ${report.sealErrors} seal errors, ${report.clean} clean, ${report.partialDeliveries} partial, ${Math.round(report.elapsedMs)} ms (record overhead ${sealOverheadBytes} B)`,
+        );
       },
       fuzzDeadlineMs + 5_000,
     );
