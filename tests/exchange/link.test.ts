@@ -578,19 +578,22 @@ async function driveInStream(a: TestPeer, b: TestPeer, state: string): Promise<v
   await all("connected");
   await sendRecords(b.mesh, 0, records(1, 0, 5));
   await until("5 records at peer 0", () => a.mesh.in[1]?.records === 5);
-  if (state === "open") return;
-  a.mesh.finishStreams();
-  b.mesh.finishStreams();
-  await until("peer 0's stream acked", () => a.mesh.out[1]?.state === "acked");
-  const steps: Array<[string, () => void]> = [
-    ["ready", () => b.mesh.sendReady()],
-    ["committed", () => b.mesh.sendCommitted()],
-    ["confirmed", () => b.mesh.sendConfirmed()],
-  ];
-  await until("peer 0's in-stream done", () => a.mesh.in[1]?.state === "done");
-  for (const [next, step] of steps) {
-    if (a.mesh.in[1]!.state === state) return;
-    step();
+  const path = ["open", "done", "ready", "committed", "confirmed"];
+  expect(path).toContain(state);
+  // Each step after "done" is peer 1's announcement; take them up to `state`.
+  const announce: Record<string, () => void> = {
+    ready: () => b.mesh.sendReady(),
+    committed: () => b.mesh.sendCommitted(),
+    confirmed: () => b.mesh.sendConfirmed(),
+  };
+  if (path.indexOf(state) >= path.indexOf("done")) {
+    a.mesh.finishStreams();
+    b.mesh.finishStreams();
+    await until("peer 0's stream acked", () => a.mesh.out[1]?.state === "acked");
+    await until("peer 0's in-stream done", () => a.mesh.in[1]?.state === "done");
+  }
+  for (const next of path.slice(path.indexOf("ready"), path.indexOf(state) + 1)) {
+    announce[next]();
     await until(`peer 0's in-stream ${next}`, () => a.mesh.in[1]?.state === next);
   }
 }
