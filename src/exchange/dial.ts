@@ -3,6 +3,7 @@ import { makeProof, newNonce, proofMatches } from "./auth.ts";
 import type { Deadline, MeshClock } from "./clock.ts";
 import { FrameDecoder } from "./decoder.ts";
 import { type LinkSocket, type LocalIdentity, MismatchError, proofContext } from "./handshake.ts";
+import { endpoint } from "./link-terms.ts";
 import {
   decodeAuth,
   decodeWelcome,
@@ -161,7 +162,7 @@ export class DialHandshake {
     const expected = makeProof(secret, "listener", context);
     if (!proofMatches(expected, decodeAuth(payload))) {
       const error = new MismatchError(
-        `peer ${this.peer.serverId} at ${this.peer.host}:${this.peer.port} failed to prove the shared secret to peer ${this.local.serverId}: the secrets differ`,
+        `peer ${this.peer.serverId} at ${endpoint(this.peer)} failed to prove the shared secret to peer ${this.local.serverId}: the secrets differ`,
       );
       this.end(() => this.events.onRejected(error, null));
       return;
@@ -171,10 +172,10 @@ export class DialHandshake {
   }
 
   private checkWelcome(listenerId: number, theirSecret: boolean): MismatchError | null {
-    const { serverId, host, port } = this.peer;
+    const { serverId } = this.peer;
     if (listenerId !== serverId) {
       return new MismatchError(
-        `${host}:${port} answered as peer ${listenerId}, expected peer ${serverId}: configs differ`,
+        `${endpoint(this.peer)} answered as peer ${listenerId}, expected peer ${serverId}: configs differ`,
       );
     }
     const ours = this.local.secret !== null;

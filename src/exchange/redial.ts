@@ -11,6 +11,7 @@ import type { ServerEntry } from "../types.ts";
 import type { MeshClock } from "./clock.ts";
 import { type DialEvents, DialHandshake } from "./dial.ts";
 import type { LocalIdentity } from "./handshake.ts";
+import { endpoint } from "./link-terms.ts";
 
 export interface RedialEvents {
   /** The handshake completed (see DialEvents.onOpen). */
@@ -82,9 +83,7 @@ export class Redialer {
 
   private scheduleRetry(why: string): void {
     if (!this.events.mayDial()) return;
-    log.debug(
-      `peer ${this.peer.serverId} at ${this.peer.host}:${this.peer.port} not up yet (${why}); retrying`,
-    );
+    log.debug(`peer ${this.peer.serverId} at ${endpoint(this.peer)} not up yet (${why}); retrying`);
     this.attempts++;
     const waitMs =
       this.attempts <= fastRetries ? Math.min(fastRetryMs, this.retryIntervalMs) : this.retryIntervalMs;

@@ -60,6 +60,8 @@ const outNext: Record<OutState, readonly OutState[]> = {
   lost: [],
 };
 
+const outOrder: readonly OutState[] = ["dialing", "open", "done", "acked"];
+
 export class OutStream {
   readonly conn = new Connection<SocketHandler>();
   state: OutState = "dialing";
@@ -93,8 +95,7 @@ export class OutStream {
 
   /** At least `state` on the path (lost counts as none). */
   reached(state: Exclude<OutState, "lost">): boolean {
-    const order: OutState[] = ["dialing", "open", "done", "acked"];
-    return this.state !== "lost" && order.indexOf(this.state) >= order.indexOf(state);
+    return this.state !== "lost" && outOrder.indexOf(this.state) >= outOrder.indexOf(state);
   }
 
   /**

@@ -4,6 +4,7 @@
  * memory budget, the progress line.
  */
 import { assert } from "../errors.ts";
+import { endpoint } from "../exchange/link-terms.ts";
 import type { Mesh } from "../exchange/mesh.ts";
 import type { DurableWriter } from "../io/writer.ts";
 import { progressIntervalMs } from "../limits.ts";
@@ -118,7 +119,7 @@ export function startProgress(run: Run): Timer {
     const waiting =
       missing.length === 0
         ? ""
-        : `; waiting for ${missing.map((s) => `peer ${s.serverId} (${s.host}:${s.port})`).join(", ")}`;
+        : `; waiting for ${missing.map((s) => `peer ${s.serverId} (${endpoint(s)})`).join(", ")}`;
     const f = run.store?.figures;
     const merging =
       f !== undefined && f.mergeTotalBytes > 0
