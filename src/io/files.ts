@@ -3,11 +3,16 @@
  * a message, the open(2) flag for an unnamed file, and whether the process that
  * left a named temp file behind is gone.
  */
-import { readdirSync, unlinkSync } from "node:fs";
+import { constants, readdirSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 
-/** open(2): an unnamed regular file in the given directory (Linux; O_DIRECTORY included, the same on x86-64 and arm64). */
-export const O_TMPFILE = 0o20200000;
+/**
+ * open(2): an unnamed regular file in the given directory (Linux): the
+ * __O_TMPFILE bit (the same everywhere) plus O_DIRECTORY, which is not: 0o200000
+ * on x86-64, 0o40000 on arm64 (where 0o200000 is O_DIRECT, so the x86-64 value
+ * there asks for a direct, non-directory open and is refused with EINVAL).
+ */
+export const O_TMPFILE = 0o20000000 | constants.O_DIRECTORY;
 
 /** The words a user reads for a file-system error (its code otherwise). */
 export function fileErrorReason(error: unknown): string {
