@@ -26,10 +26,17 @@ export const sampleMinRecords = 256;
 export const writeChunkBytes = 8 * 1024 * 1024;
 /**
  * After this many more output bytes, the kernel is asked to start writing them
- * to disk (sync_file_range), so the disk works while the sort goes on and the
- * final fsync waits only for the tail instead of the whole file.
+ * to disk (fdatasync on the thread pool), so the disk works while the sort goes
+ * on and the final fsync waits only for the tail instead of the whole file.
+ * Page-cache mode only: a direct write is on the device when it returns.
  */
 export const writebackBytes = 8 * 1024 * 1024;
+/**
+ * Direct I/O (O_DIRECT) output: each of the writer's two staging buffers holds
+ * this many bytes (a multiple of 4096); one is written while the sort fills the
+ * other, so the writer holds 2x this in memory.
+ */
+export const directBufferBytes = 4 * 1024 * 1024;
 
 /**
  * A peer whose input is smaller than this keeps its hot loops out of JSC's

@@ -3,11 +3,32 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { EXIT_RUNTIME, EXIT_USAGE, NetsortError, UsageError } from "../../src/errors.ts";
-import { DurableWriter, removeLiveTempFiles } from "../../src/io/writer.ts";
-import { writebackBytes, writeChunkBytes } from "../../src/limits.ts";
+import { DurableWriter, type PositionalWrite, removeLiveTempFiles } from "../../src/io/writer.ts";
+import { directBufferBytes, writebackBytes, writeChunkBytes } from "../../src/limits.ts";
+import { prng } from "../helpers.ts";
 
 let root: string;
 let dirCount = 0;
+const MiB = 1024 * 1024;
+
+/** Why files in `dir` cannot be opened with O_DIRECT (probed by opening one), or null when they can. */
+function directProblem(dir: string): string | null {
+  const flag = fs.constants.O_DIRECT;
+  if (flag === undefined) return "no O_DIRECT on this platform";
+  const probe = path.join(dir, `.direct-probe-${process.pid}`);
+  try {
+    fs.closeSync(fs.openSync(probe, fs.constants.O_WRONLY | fs.constants.O_CREAT | flag, 0o644));
+    return null;
+  } catch (error) {
+    return `${dir} refuses O_DIRECT (${(error as NodeJS.ErrnoException).code})`;
+  } finally {
+    fs.rmSync(probe, { force: true });
+  }
+}
+
+/** Probed once: where the temp dir refuses O_DIRECT, the writer falls back and the tests that need direct mode are skipped. */
+const noDirect = directProblem(os.tmpdir());
+if (noDirect !== null) console.warn(`[skipped] direct-mode tests: ${noDirect}`);
 
 beforeAll(() => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), "netsort-writer-test-"));
@@ -39,14 +60,19 @@ function thrown(fn: () => unknown): unknown {
   throw new Error("expected a throw");
 }
 
-/** Unnamed (O_TMPFILE) where this system has it, and the named fallback, forced. */
+/**
+ * Unnamed (O_TMPFILE) where this system has it, and the named fallback, forced;
+ * each with O_DIRECT where the file system takes it, and the page cache, forced.
+ */
 const modes = [
-  { name: "unnamed", unnamed: true },
-  { name: "named fallback", unnamed: false },
+  { name: "unnamed, direct", unnamed: true, direct: true },
+  { name: "unnamed, page cache", unnamed: true, direct: false },
+  { name: "named fallback, direct", unnamed: false, direct: true },
+  { name: "named fallback, page cache", unnamed: false, direct: false },
 ] as const;
 
-describe.each(modes)("DurableWriter ($name)", ({ unnamed }) => {
-  const open = (out: string) => new DurableWriter(out, { unnamed });
+describe.each(modes)("DurableWriter ($name)", ({ unnamed, direct }) => {
+  const open = (out: string) => new DurableWriter(out, { unnamed, direct });
 
   test("write + prepare + commit gives exactly the bytes written and leaves no temp file", async () => {
     const dir = freshDir();
@@ -63,6 +89,7 @@ describe.each(modes)("DurableWriter ($name)", ({ unnamed }) => {
     const total = parts.reduce((n, p) => n + p.length, 0);
     const w = open(out);
     expect(w.unnamed).toBe(unnamed && process.platform === "linux");
+    expect(w.direct).toBe(direct && noDirect === null);
     expect(path.dirname(w.tempPath)).toBe(dir);
     expect(w.tempPath).not.toBe(out);
     for (const p of parts) await w.write(p);
@@ -82,7 +109,7 @@ describe.each(modes)("DurableWriter ($name)", ({ unnamed }) => {
     expect(fs.existsSync(out)).toBe(true);
   });
 
-  test("long outputs start writeback as they go, and keep every byte", async () => {
+  test("long outputs keep every byte; through the page cache they start writeback as they go", async () => {
     const dir = freshDir();
     const out = path.join(dir, "long.bin");
     const piece = bytes(3 * 1024 * 1024 + 7, 5);
@@ -90,9 +117,13 @@ describe.each(modes)("DurableWriter ($name)", ({ unnamed }) => {
     for (let i = 0; i < 7; i++) await w.write(piece);
     const total = 7 * piece.length;
     await w.prepare();
-    // Early writeback covered part of the file (one at a time, so not all of it), never more than was written.
-    expect(w.writebackBytes).toBeGreaterThanOrEqual(writebackBytes);
-    expect(w.writebackBytes).toBeLessThanOrEqual(total);
+    if (w.direct) {
+      expect(w.writebackBytes).toBe(0); // a direct write is on the device when it returns
+    } else {
+      // Early writeback covered part of the file (one at a time, so not all of it), never more than was written.
+      expect(w.writebackBytes).toBeGreaterThanOrEqual(writebackBytes);
+      expect(w.writebackBytes).toBeLessThanOrEqual(total);
+    }
     await w.commit();
     const back = fs.readFileSync(out);
     expect(back.length).toBe(total);
@@ -233,17 +264,21 @@ describe.each(modes)("DurableWriter ($name)", ({ unnamed }) => {
     expect(fs.readdirSync(dir)).toEqual(["sub"]);
   });
 
-  test("a failing write (file size limit, like a full disk) is NetsortError exit 1 naming the output", () => {
-    // A child with `ulimit -f 1` (1 KiB): Bun ignores SIGXFSZ, so the write fails with EFBIG,
-    // which takes the same path as ENOSPC. Cheap, and needs no special filesystem.
-    const dir = freshDir();
-    const out = path.join(dir, "big.bin");
-    const script = path.join(root, `child-${dirCount}.ts`);
+  /**
+   * A child that writes 64 KiB to `out` under `ulimit -f <fileKiB>` and prints
+   * what was thrown. Bun ignores SIGXFSZ, so past the limit the write fails with
+   * EFBIG, which takes the same path as ENOSPC. Cheap, and needs no special filesystem.
+   */
+  function writeUnderFileLimit(
+    out: string,
+    fileKiB: number,
+  ): { name: string; exitCode: number; message: string } {
+    const script = path.join(root, `child-${++dirCount}.ts`);
     const writerModule = path.resolve(import.meta.dir, "../../src/io/writer.ts");
     fs.writeFileSync(
       script,
       `import { DurableWriter } from ${JSON.stringify(writerModule)};
-const w = new DurableWriter(${JSON.stringify(out)}, { unnamed: ${unnamed} });
+const w = new DurableWriter(${JSON.stringify(out)}, { unnamed: ${unnamed}, direct: ${direct} });
 try {
   await w.write(new Uint8Array(64 * 1024));
   await w.prepare();
@@ -255,20 +290,403 @@ try {
 `,
     );
     const child = Bun.spawnSync({
-      cmd: ["bash", "-c", `ulimit -f 1 && exec "${process.execPath}" "${script}"`],
+      cmd: ["bash", "-c", `ulimit -f ${fileKiB} && exec "${process.execPath}" "${script}"`],
       stdout: "pipe",
       stderr: "pipe",
       timeout: 20_000,
     });
     expect(child.stderr.toString()).toBe("");
-    const result = JSON.parse(child.stdout.toString());
+    return JSON.parse(child.stdout.toString());
+  }
+
+  test("a failing write (file size limit, like a full disk) is NetsortError exit 1 naming the output", () => {
+    // 8 KiB: a whole number of direct blocks, so a direct write stops short there
+    // and the next one reports why; 1 KiB through the page cache.
+    const fileKiB = direct ? 8 : 1;
+    const dir = freshDir();
+    const out = path.join(dir, "big.bin");
+    const result = writeUnderFileLimit(out, fileKiB);
     // The name tells the class apart: a write error is a NetsortError, not a UsageError.
     expect(result.name).toBe(new NetsortError("x").name);
     expect(result.exitCode).toBe(EXIT_RUNTIME);
-    expect(result.message).toBe(`output ${out}: write failed after 1024 bytes (file too large)`);
-    expect(result.message).toContain("file too large");
+    expect(result.message).toBe(`output ${out}: write failed after ${fileKiB * 1024} bytes (file too large)`);
     expect(fs.readdirSync(dir)).toEqual([]);
   });
+
+  test.skipIf(!direct || noDirect !== null)(
+    "direct: a write the kernel cuts short off a 4096-byte boundary is a NetsortError saying so",
+    () => {
+      // 1 KiB: the kernel takes 1024 of the 64 KiB direct write; O_DIRECT cannot go on from there.
+      const dir = freshDir();
+      const out = path.join(dir, "big.bin");
+      const result = writeUnderFileLimit(out, 1);
+      expect(result.name).toBe(new NetsortError("x").name);
+      expect(result.exitCode).toBe(EXIT_RUNTIME);
+      expect(result.message).toBe(
+        `output ${out}: write failed after 1024 bytes (short direct write: the kernel took 1024 of 65536 bytes at offset 0)`,
+      );
+      expect(fs.readdirSync(dir)).toEqual([]);
+    },
+  );
+
+  test("random sizes, many odd-length writes: the file is exactly their concatenation", async () => {
+    const rand = prng(direct ? 11 : 12);
+    const cases: number[][] = [
+      [], // nothing at all
+      [100], // one record
+      [4095],
+      [4097, 1],
+      [directBufferBytes], // exactly one staging buffer
+      [directBufferBytes - 1, 2, directBufferBytes + 1],
+      // several MiB in odd lengths, from 1 byte to more than a staging buffer
+      Array.from({ length: 40 }, () => 1 + Math.floor(rand() ** 3 * 1.5 * directBufferBytes)),
+    ];
+    for (const [c, lengths] of cases.entries()) {
+      const dir = freshDir();
+      const out = path.join(dir, "r.bin");
+      const parts = lengths.map((n, i) => bytes(n, c * 100 + i));
+      const total = parts.reduce((n, p) => n + p.length, 0);
+      const w = open(out);
+      for (const p of parts) await w.write(p);
+      expect(w.bytes).toBe(total);
+      await w.prepare();
+      await w.commit();
+      expect(fs.statSync(out).size).toBe(total);
+      expect(fs.readFileSync(out).equals(Buffer.concat(parts))).toBe(true);
+      expect(fs.readdirSync(dir)).toEqual(["r.bin"]);
+    }
+  }, 30_000);
+});
+
+/** Open flags of descriptor `fd` of this process (from /proc/self/fdinfo; octal there). */
+function openFlags(fd: number): number {
+  const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, "utf8");
+  return Number.parseInt(/^flags:\s+([0-7]+)$/m.exec(info)?.[1] ?? "x", 8);
+}
+
+/** The real write (fs.write on the thread pool), as the writer makes it. */
+const realWrite: PositionalWrite = (fd, buf, offset, length, position) =>
+  new Promise((resolve, reject) =>
+    fs.write(fd, buf, offset, length, position, (error, n) => (error ? reject(error) : resolve(n))),
+  );
+
+/**
+ * A pwrite for the writer that holds every write until the test releases it
+ * (then does it for real), so "has a device write ended?" is the test's decision,
+ * not a matter of timing.
+ */
+function heldWrites() {
+  const calls: {
+    fd: number;
+    length: number;
+    position: number | null;
+    release: () => void;
+    result: Promise<number>;
+  }[] = [];
+  let releaseAll = false;
+  const pwrite: PositionalWrite = (fd, buf, offset, length, position) => {
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const result = gate.then(() => realWrite(fd, buf, offset, length, position));
+    calls.push({ fd, length, position, release, result });
+    if (releaseAll) release();
+    return result;
+  };
+  return {
+    calls,
+    pwrite,
+    /** Let every held write and every later one go. */
+    releaseAll() {
+      releaseAll = true;
+      for (const c of calls) c.release();
+    },
+  };
+}
+
+/** True when `p` settles within `ms` (a write that waits for a held device write never does). */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  const timeout = Bun.sleep(ms).then(() => "timeout" as const);
+  return (await Promise.race([p.then(() => "settled" as const), timeout])) === "settled";
+}
+
+/** Run a command; throws with its output when it fails. */
+function run(cmd: string[]): void {
+  const r = Bun.spawnSync({ cmd, stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")}: exit ${r.exitCode}: ${r.stderr.toString()}`);
+}
+
+/**
+ * Why a file system of `type` cannot be mounted here (not root, a locked-down
+ * container), or, with `direct`, why it refuses O_DIRECT: decided before the
+ * tests run, so those tests are skipped with the reason.
+ */
+function mountProblem(type: string, direct: boolean): string | null {
+  const probe = fs.mkdtempSync(path.join(os.tmpdir(), "netsort-mount-probe-"));
+  try {
+    try {
+      run(["mount", "-t", type, "-o", "size=64k", type, probe]);
+    } catch (error) {
+      return `mount -t ${type} fails here: ${(error as Error).message.trim()}`;
+    }
+    try {
+      return direct ? directProblem(probe) : null;
+    } finally {
+      run(["umount", probe]);
+    }
+  } finally {
+    fs.rmSync(probe, { recursive: true, force: true });
+  }
+}
+
+/** Unmount `dir`, retrying a moment: a descriptor closed a little late (discard waits for running writes) keeps it busy. */
+async function unmount(dir: string): Promise<void> {
+  for (let tries = 0; ; tries++) {
+    try {
+      run(["umount", dir]);
+      return;
+    } catch (error) {
+      if (tries >= 50) throw error;
+      await Bun.sleep(20);
+    }
+  }
+}
+
+/** A fresh directory with a file system of `type` mounted on it, for `body`; unmounted after, whatever happens. */
+async function withMount(type: string, options: string, body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = freshDir();
+  run(["mount", "-t", type, "-o", options, type, dir]);
+  try {
+    await body(dir);
+  } finally {
+    await unmount(dir);
+  }
+}
+
+const noTmpfsDirect = mountProblem("tmpfs", true);
+const noRamfs = mountProblem("ramfs", false);
+for (const [what, why] of [
+  ["full file system in direct mode", noTmpfsDirect],
+  ["file system without O_DIRECT", noRamfs],
+] as const) {
+  if (why !== null) console.warn(`[skipped] ${what}: ${why}`);
+}
+
+describe("direct mode", () => {
+  test.skipIf(noDirect !== null)(
+    `is used where the file system takes it: the descriptor has O_DIRECT${noDirect === null ? "" : ` (skipped: ${noDirect})`}`,
+    async () => {
+      const held = heldWrites();
+      held.releaseAll();
+      for (const unnamed of [true, false]) {
+        const w = new DurableWriter(path.join(freshDir(), "d.bin"), { unnamed, pwrite: held.pwrite });
+        expect(w.direct).toBe(true);
+        await w.write(bytes(5000, 1));
+        await w.prepare();
+        const fd = held.calls.at(-1)?.fd ?? -1;
+        expect(openFlags(fd) & (fs.constants.O_DIRECT ?? 0)).not.toBe(0);
+        // The padded last block (8192 bytes written) is cut to the bytes handed over.
+        expect(held.calls.at(-1)?.length).toBe(8192);
+        expect(fs.fstatSync(fd).size).toBe(5000);
+        w.discard();
+      }
+      // Forced off: the page cache, no O_DIRECT on the descriptor.
+      const w = new DurableWriter(path.join(freshDir(), "b.bin"), { direct: false, pwrite: held.pwrite });
+      expect(w.direct).toBe(false);
+      await w.write(bytes(5000, 1));
+      expect(openFlags(held.calls.at(-1)?.fd ?? -1) & (fs.constants.O_DIRECT ?? 0)).toBe(0);
+      w.discard();
+    },
+  );
+
+  test.skipIf(noDirect !== null)(
+    "write() resolves once its bytes are copied: the device write runs behind it, and it waits only when both buffers are busy",
+    async () => {
+      const dir = freshDir();
+      const out = path.join(dir, "o.bin");
+      const held = heldWrites();
+      const w = new DurableWriter(out, { pwrite: held.pwrite });
+      expect(w.direct).toBe(true);
+      const parts = [
+        bytes(100, 1),
+        bytes(directBufferBytes - 100 + 5, 2),
+        bytes(directBufferBytes, 3),
+        bytes(7, 4),
+      ];
+      // Less than a staging buffer: no device write even starts.
+      expect(await settlesWithin(w.write(parts[0]), 5_000)).toBe(true);
+      expect(held.calls.length).toBe(0);
+      // The first buffer fills: its write starts, and is held, but write() resolves (the other buffer is free).
+      expect(await settlesWithin(w.write(parts[1]), 5_000)).toBe(true);
+      expect(held.calls.map((c) => [c.length, c.position])).toEqual([[directBufferBytes, 0]]);
+      // The second buffer fills and its last 5 bytes need the first, whose write is held: write() waits.
+      const third = w.write(parts[2]);
+      expect(await settlesWithin(third, 200)).toBe(false);
+      // ...with one device write in flight: the second buffer's write queues behind the first.
+      expect(held.calls.length).toBe(1);
+      held.calls[0].release();
+      expect(await settlesWithin(third, 5_000)).toBe(true);
+      expect(held.calls.map((c) => [c.length, c.position])).toEqual([
+        [directBufferBytes, 0],
+        [directBufferBytes, directBufferBytes],
+      ]);
+      expect(await settlesWithin(w.write(parts[3]), 5_000)).toBe(true);
+      held.releaseAll();
+      await w.prepare();
+      await w.commit();
+      expect(fs.readFileSync(out).equals(Buffer.concat(parts))).toBe(true);
+    },
+  );
+
+  test.skipIf(noDirect !== null)(
+    "discard while a direct write runs: the descriptor is closed only after it ends (no EBADF, no reuse)",
+    async () => {
+      const dir = freshDir();
+      const out = path.join(dir, "o.bin");
+      const held = heldWrites();
+      const w = new DurableWriter(out, { pwrite: held.pwrite });
+      await w.write(bytes(directBufferBytes, 5)); // one full buffer: its write starts and is held
+      expect(held.calls.length).toBe(1);
+      const { fd } = held.calls[0];
+      w.discard();
+      const ours = () => {
+        try {
+          const st = fs.fstatSync(fd, { bigint: true });
+          return st.dev === w.identity.dev && st.ino === w.identity.ino;
+        } catch {
+          return false;
+        }
+      };
+      // Still open, so the number cannot be handed to another open meanwhile.
+      expect(ours()).toBe(true);
+      const other = fs.openSync(path.join(root, `other-${dirCount}.bin`), "w");
+      expect(other).not.toBe(fd);
+      fs.closeSync(other);
+      held.calls[0].release();
+      expect(await held.calls[0].result).toBe(directBufferBytes); // the write found its descriptor open
+      for (let i = 0; i < 100 && ours(); i++) await Bun.sleep(10);
+      expect(ours()).toBe(false); // ...and it is closed once the write has ended
+      expect(held.calls.length).toBe(1); // nothing more was written after discard
+      expect(fs.readdirSync(dir)).toEqual([]);
+    },
+  );
+
+  test.skipIf(noDirect !== null)(
+    "a short direct write goes on from a 4096-byte boundary; off one it is a NetsortError naming the output",
+    async () => {
+      // The kernel takes 4096 bytes of the first write: the writer goes on from there.
+      let first = true;
+      const shortOnce: PositionalWrite = (fd, buf, offset, length, position) => {
+        const cut = first && length > 4096 ? 4096 : length;
+        first = false;
+        return realWrite(fd, buf, offset, cut, position);
+      };
+      const out = path.join(freshDir(), "s.bin");
+      const parts = [bytes(directBufferBytes + 3, 6), bytes(10_000, 7)];
+      const w = new DurableWriter(out, { pwrite: shortOnce });
+      for (const p of parts) await w.write(p);
+      await w.prepare();
+      await w.commit();
+      expect(fs.readFileSync(out).equals(Buffer.concat(parts))).toBe(true);
+
+      // The kernel "takes" 1000 bytes (pretended): O_DIRECT cannot go on from there.
+      const out2 = path.join(freshDir(), "t.bin");
+      const w2 = new DurableWriter(out2, { pwrite: async () => 1000 });
+      await w2.write(bytes(5000, 8));
+      const error = await w2.prepare().then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(NetsortError);
+      expect((error as NetsortError).message).toBe(
+        `output ${out2}: write failed after 1000 bytes (short direct write: the kernel took 1000 of 8192 bytes at offset 0)`,
+      );
+      w2.discard();
+      expect(fs.readdirSync(path.dirname(out2))).toEqual([]);
+    },
+  );
+
+  test.skipIf(noDirect !== null)(
+    "a file system that takes O_DIRECT at open but refuses the writes (EINVAL): the same file again, through the page cache",
+    async () => {
+      let refused = 0;
+      const fds: number[] = [];
+      const refuseDirect: PositionalWrite = (fd, buf, offset, length, position) => {
+        fds.push(fd);
+        if (openFlags(fd) & (fs.constants.O_DIRECT ?? 0)) {
+          refused++;
+          return Promise.reject(Object.assign(new Error("EINVAL"), { code: "EINVAL" }));
+        }
+        return realWrite(fd, buf, offset, length, position);
+      };
+      for (const unnamed of [true, false]) {
+        const dir = freshDir();
+        const out = path.join(dir, "e.bin");
+        const parts = [bytes(directBufferBytes + 4097, 9), bytes(123, 10)];
+        const w = new DurableWriter(out, { unnamed, pwrite: refuseDirect });
+        expect(w.direct).toBe(true);
+        for (const p of parts) await w.write(p);
+        await w.prepare();
+        expect(w.direct).toBe(false);
+        await w.commit();
+        expect(fs.statSync(out).size).toBe(directBufferBytes + 4097 + 123);
+        expect(fs.readFileSync(out).equals(Buffer.concat(parts))).toBe(true);
+        expect(fs.readdirSync(dir)).toEqual(["e.bin"]);
+        expect(new Set(fds).size).toBe(2); // the O_DIRECT descriptor, then the other one
+        fds.length = 0;
+      }
+      expect(refused).toBe(2); // once per writer
+    },
+  );
+
+  test.skipIf(noTmpfsDirect !== null)(
+    `a full file system in direct mode is NetsortError exit 1 naming the output${noTmpfsDirect === null ? "" : ` (skipped: ${noTmpfsDirect})`}`,
+    async () => {
+      await withMount("tmpfs", "size=1m", async (dir) => {
+        const out = path.join(dir, "full.bin");
+        const w = new DurableWriter(out);
+        expect(w.direct).toBe(true);
+        let error: unknown = null;
+        try {
+          for (let i = 0; i < 3; i++) await w.write(bytes(MiB, 11 + i));
+          await w.prepare();
+        } catch (e) {
+          error = e;
+        }
+        w.discard();
+        expect(error).toBeInstanceOf(NetsortError);
+        expect((error as NetsortError).exitCode).toBe(EXIT_RUNTIME);
+        const match = /^output (.+): write failed after (\d+) bytes \(no space left on device\)$/.exec(
+          (error as Error).message,
+        );
+        expect(match?.[1]).toBe(out);
+        expect(Number(match?.[2])).toBeLessThanOrEqual(MiB);
+        expect(fs.readdirSync(dir)).toEqual([]);
+      });
+    },
+  );
+
+  test.skipIf(noRamfs !== null)(
+    `a file system without O_DIRECT (ramfs): the page cache, silently${noRamfs === null ? "" : ` (skipped: ${noRamfs})`}`,
+    async () => {
+      await withMount("ramfs", "mode=755", async (dir) => {
+        for (const unnamed of [true, false]) {
+          const out = path.join(dir, `r-${unnamed}.bin`);
+          const parts = [bytes(directBufferBytes + 1, 12), bytes(99, 13)];
+          const w = new DurableWriter(out, { unnamed });
+          expect(w.direct).toBe(false);
+          expect(w.unnamed).toBe(unnamed);
+          for (const p of parts) await w.write(p);
+          await w.prepare();
+          await w.commit();
+          expect(fs.readFileSync(out).equals(Buffer.concat(parts))).toBe(true);
+          fs.rmSync(out);
+        }
+        expect(fs.readdirSync(dir)).toEqual([]);
+      });
+    },
+  );
 });
 
 describe("SIGKILL", () => {
