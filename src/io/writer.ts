@@ -12,11 +12,12 @@
  *
  * Where the file system takes it, the file is opened with O_DIRECT (direct
  * mode): the data goes from two aligned staging buffers to the device without
- * the page cache, which on the project VM costs ~10x less system CPU (1 GiB:
- * 0.17-0.24 s against 2.2-2.5 s, same wall time). write() copies into one
- * buffer while the other is written, so the sort overlaps the disk. Elsewhere
- * (no O_DIRECT on this platform, a file system that refuses it) the page cache
- * is used as before (buffered mode).
+ * the page cache, which on the project VM costs ~10x less system CPU (dd of
+ * 1 GiB: 0.17-0.24 s against 2.2-2.5 s, same wall time; the writer's own
+ * figures are in docs/performance.md). write() copies into one buffer while
+ * the other is written, so the sort overlaps the disk. Elsewhere (no O_DIRECT
+ * on this platform, a file system that refuses it) the page cache is used as
+ * before (buffered mode).
  */
 import {
   closeSync,
