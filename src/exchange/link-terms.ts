@@ -44,7 +44,7 @@ export interface LinkEvents {
 
 /** Frames the in-stream accepts in each state (ABORT and PING always). */
 const inAllowed: Record<InState, FrameType[]> = {
-  open: [FrameType.Sample, FrameType.Data, FrameType.Done],
+  open: [FrameType.Sample, FrameType.Data, FrameType.Mark, FrameType.Done],
   done: [FrameType.Ready],
   ready: [FrameType.Committed],
   committed: [FrameType.Confirmed],

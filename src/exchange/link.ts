@@ -27,6 +27,7 @@ import { FrameDecoder } from "./decoder.ts";
 import type { LinkSocket, LocalIdentity } from "./handshake.ts";
 import { allowedIn, endpoint, hex32, isAbortReport, type LinkEvents, reportedError } from "./link-terms.ts";
 import {
+  decodeMark,
   decodeReady,
   decodeSample,
   decodeSummary,
@@ -267,6 +268,12 @@ export class PeerLink {
         // Hold the rest of the stream until every sample is in (release()).
         this.holding = { chunks: [], bytes: 0 };
         this.inDecoder?.stop();
+        break;
+      }
+      case FrameType.Mark: {
+        const mark = decodeMark(payload);
+        if (mark < stream.mark) throw new ProtocolError(`MARK went down from ${stream.mark} to ${mark}`);
+        stream.mark = mark;
         break;
       }
       case FrameType.Done: {

@@ -69,6 +69,8 @@ export class Mesh {
   private suspicion: { error: MismatchError; atMs: number } | null = null;
   /** When the mesh was fully up (performance.now()), 0 before. */
   connectedAtMs = 0;
+  /** Called after any stream moved forward (a MARK, a DONE, ...): the drain looks at lowestMark(). */
+  onStreamProgress: (() => void) | null = null;
 
   constructor(
     private readonly options: SortOptions,
@@ -227,6 +229,21 @@ export class Mesh {
 
   whenAllConfirmed(): Promise<void> {
     return this.wait("allConfirmed");
+  }
+
+  /**
+   * Every other peer has sent us all its records with a 48-bit prefix below
+   * this: the least MARK over the incoming streams. A stream that delivered
+   * DONE is past everything (2^48); one not connected yet has said nothing (0).
+   */
+  lowestMark(): number {
+    let lowest = 2 ** 48;
+    for (const link of this.otherLinks()) {
+      const stream = link.in;
+      if (stream === null) return 0;
+      if (!stream.reached("done")) lowest = Math.min(lowest, stream.mark);
+    }
+    return lowest;
   }
 
   /** End every outgoing stream with DONE (the mesh must be up). */
@@ -419,6 +436,7 @@ export class Mesh {
     };
     if (reached.connected && this.connectedAtMs === 0) this.connectedAtMs = performance.now();
     for (const [name, ok] of Object.entries(reached)) if (ok) this.barriers.get(name as Barrier)?.resolve();
+    this.onStreamProgress?.();
   }
 
   /** Every clock tick: the connect deadline, then each link's liveness. */

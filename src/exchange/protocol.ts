@@ -18,8 +18,11 @@ import { RECORD_BYTES } from "../record.ts";
 
 export const FRAME_HEADER_BYTES = 8;
 export const PROTOCOL_MAGIC = 0x4e535254; // "NSRT"
-/** Version 2: settings and an output tag in HELLO, the dialer proves the secret first, COMMITTED and CONFIRMED. */
-export const PROTOCOL_VERSION = 2;
+/**
+ * Version 2: settings and an output tag in HELLO, the dialer proves the secret
+ * first, COMMITTED and CONFIRMED. Version 3: MARK (key-range rounds).
+ */
+export const PROTOCOL_VERSION = 3;
 export const FINGERPRINT_BYTES = 32;
 export const NONCE_BYTES = 32;
 export const PROOF_BYTES = 32;
@@ -53,6 +56,11 @@ export enum FrameType {
   Confirmed = 12,
   /** dialer -> listener, first on the stream with --partition sample: my input's size and a sample of it. */
   Sample = 13,
+  /**
+   * dialer -> listener, between DATA frames: every record still to come on this
+   * stream has a 48-bit key prefix of at least this (u64). Marks never go down.
+   */
+  Mark = 14,
 }
 
 export const OUTPUT_TAG_BYTES = 32;
@@ -62,6 +70,7 @@ const SAMPLE_HEADER_BYTES = 8;
 export const maxSamplePayloadBytes = SAMPLE_HEADER_BYTES + sampleMaxRecords * RECORD_BYTES;
 const WELCOME_BYTES = 2 + 2 + NONCE_BYTES;
 const DONE_BYTES = 8 + 4;
+const MARK_BYTES = 8;
 /** READY's optional payload (--validate): a valsort summary, then the input checksum and record count. */
 export const VALSORT_SUMMARY_BYTES = 280;
 export const READY_VALIDATION_BYTES = VALSORT_SUMMARY_BYTES + 16 + 8;
@@ -81,6 +90,7 @@ const payloadLimit: Record<FrameType, number> = {
   [FrameType.Committed]: 0,
   [FrameType.Confirmed]: 0,
   [FrameType.Sample]: maxSamplePayloadBytes,
+  [FrameType.Mark]: MARK_BYTES,
 };
 assert(
   Object.values(payloadLimit).every(
@@ -254,6 +264,24 @@ export function decodeSummary(p: Uint8Array): StreamSummary {
   if (records > BigInt(Number.MAX_SAFE_INTEGER))
     throw new ProtocolError(`record count ${records} is impossible`);
   return { records: Number(records), digest: v.getUint32(8) };
+}
+
+/** The most a 48-bit key prefix can be, plus one: a mark may say "nothing more below the end". */
+const maxMark48 = 2 ** 48;
+
+/** MARK: every record still to come on the stream has a 48-bit prefix of at least `prefix48`. */
+export function encodeMark(prefix48: number): Uint8Array {
+  assert(Number.isInteger(prefix48) && prefix48 >= 0 && prefix48 <= maxMark48, `mark ${prefix48}`);
+  const p = new Uint8Array(MARK_BYTES);
+  new DataView(p.buffer).setBigUint64(0, BigInt(prefix48));
+  return frame(FrameType.Mark, p);
+}
+
+export function decodeMark(p: Uint8Array): number {
+  if (p.length !== MARK_BYTES) throw new ProtocolError(`MARK of ${p.length} bytes, expected ${MARK_BYTES}`);
+  const mark = new DataView(p.buffer, p.byteOffset, MARK_BYTES).getBigUint64(0);
+  if (mark > BigInt(maxMark48)) throw new ProtocolError(`MARK ${mark} is past the largest 48-bit prefix`);
+  return Number(mark);
 }
 
 const encoder = new TextEncoder();

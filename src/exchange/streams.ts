@@ -11,7 +11,14 @@ import { HUGE_PAGE_BYTES, hugeBuffer } from "../mem.ts";
 import { RECORD_BYTES } from "../record.ts";
 import type { ServerEntry } from "../types.ts";
 import { Connection } from "./connection.ts";
-import { encodeSummary, FRAME_HEADER_BYTES, FrameType, type SamplePayload, writeHeader } from "./protocol.ts";
+import {
+  encodeMark,
+  encodeSummary,
+  FRAME_HEADER_BYTES,
+  FrameType,
+  type SamplePayload,
+  writeHeader,
+} from "./protocol.ts";
 import { sealRoomAfterBytes, sealRoomBeforeBytes } from "./seal.ts";
 
 /**
@@ -69,6 +76,8 @@ export class OutStream {
   digest = 0;
   /** Set when the mesh fails: waiters wake and the partitioner stops. */
   stopped = false;
+  /** The last MARK sent (0: none). */
+  private marked = 0;
   private readonly free: Uint8Array[] = [];
   private created = 0;
   private waiters: Array<() => void> = [];
@@ -140,6 +149,18 @@ export class OutStream {
     this.conn.send(buf, FRAME_HEADER_BYTES + payloadBytes, () => this.release(buf), true);
   }
 
+  /**
+   * Every record we still send this peer has a 48-bit prefix of at least
+   * `prefix48` (the end of a key-range round): it may sort and write what it
+   * holds below that. Queued behind the batches already sent, like them.
+   */
+  mark(prefix48: number): void {
+    assert(this.state === "dialing" || this.state === "open", "no mark after DONE");
+    assert(prefix48 >= this.marked, `marks never go down: ${this.marked} -> ${prefix48}`);
+    this.marked = prefix48;
+    this.conn.send(encodeMark(prefix48));
+  }
+
   /** End of our records for this peer (the stream is open: the mesh is up). */
   finish(): void {
     this.to("done");
@@ -176,6 +197,8 @@ export class InStream {
   digest = 0;
   /** With --partition sample: the peer's sample, first on its stream. */
   sample: SamplePayload | null = null;
+  /** The peer's last MARK: every record still to come has a 48-bit prefix of at least this (0: none yet). */
+  mark = 0;
   /** The READY frame's validation payload (--validate), or null. */
   validation: Uint8Array | null = null;
 

@@ -3,6 +3,7 @@ import { FrameDecoder } from "../../src/exchange/decoder.ts";
 import {
   decodeAuth,
   decodeHello,
+  decodeMark,
   decodeReason,
   decodeReasonExitCode,
   decodeSummary,
@@ -10,6 +11,7 @@ import {
   encodeAuth,
   encodeEmpty,
   encodeHello,
+  encodeMark,
   encodeReason,
   encodeSummary,
   encodeWelcome,
@@ -165,9 +167,9 @@ describe("encode / decode round trips", () => {
         reserved: [0, 0, 0],
         length: frame.length - FRAME_HEADER_BYTES,
       });
-      // Magic "NSRT" and version 2, big-endian, lead the payload.
+      // Magic "NSRT" and version 3, big-endian, lead the payload.
       expect(new TextDecoder().decode(frame.subarray(8, 12))).toBe("NSRT");
-      expect([frame[12], frame[13]]).toEqual([0, 2]);
+      expect([frame[12], frame[13]]).toEqual([0, 3]);
       const { type, payload } = decodeOne(frame);
       expect(type).toBe(FrameType.Hello);
       expect(decodeHello(payload)).toEqual(hello);
@@ -189,6 +191,23 @@ describe("encode / decode round trips", () => {
     expect(type).toBe(FrameType.Auth);
     expect(decodeAuth(payload)).toEqual(proof);
     expect(() => encodeAuth(new Uint8Array(PROOF_BYTES - 1))).toThrow("assertion failed");
+  });
+
+  test("mark carries any 48-bit prefix up to 2^48; more, or a wrong length, is refused", () => {
+    for (const mark of [0, 1, 65536, 2 ** 32, 2 ** 48 - 65536, 2 ** 48]) {
+      const { type, payload } = decodeOne(encodeMark(mark));
+      expect(type).toBe(FrameType.Mark);
+      expect(payload.length).toBe(8);
+      expect(decodeMark(payload)).toBe(mark);
+    }
+    expect(() => encodeMark(2 ** 48 + 1)).toThrow();
+    expect(() => encodeMark(-1)).toThrow();
+    const tooBig = new Uint8Array(8);
+    new DataView(tooBig.buffer).setBigUint64(0, 2n ** 48n + 1n);
+    expect(protocolError(() => decodeMark(tooBig))).toBe(
+      `MARK ${2 ** 48 + 1} is past the largest 48-bit prefix`,
+    );
+    expect(protocolError(() => decodeMark(new Uint8Array(7)))).toBe("MARK of 7 bytes, expected 8");
   });
 
   test("done and ack carry counts up to 2^53-1 and any u32 digest", () => {
@@ -474,6 +493,7 @@ describe("FrameDecoder errors, raised at the header before any payload", () => {
     [FrameType.Committed, 0],
     [FrameType.Confirmed, 0],
     [FrameType.Sample, maxSamplePayloadBytes],
+    [FrameType.Mark, 8],
   ];
 
   test("the limit table covers every frame type", () => {
@@ -490,7 +510,7 @@ describe("FrameDecoder errors, raised at the header before any payload", () => {
   });
 
   test("unknown frame types", () => {
-    for (const type of [0, 14, 15, 100, 255]) {
+    for (const type of [0, 15, 16, 100, 255]) {
       const { decoder } = collectingDecoder();
       expect(protocolError(() => decoder.push(rawHeader(type, 0)))).toBe(`unknown frame type ${type}`);
     }
@@ -583,11 +603,11 @@ describe("payload decoders reject malformed payloads", () => {
       bad[i] ^= 0x20;
       expect(protocolError(() => decodeHello(bad))).toBe("hello without the netsort magic");
     }
-    for (const version of [0, 1, 0x0101, 0xffff]) {
+    for (const version of [0, 1, 2, 0x0101, 0xffff]) {
       const bad = hello.slice();
       new DataView(bad.buffer).setUint16(4, version);
       expect(protocolError(() => decodeHello(bad))).toBe(
-        `protocol version ${version}, this netsort speaks 2`,
+        `protocol version ${version}, this netsort speaks 3`,
       );
     }
   });
