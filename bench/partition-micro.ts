@@ -7,7 +7,10 @@
  * function, as in a real peer. Prints MB/s per wall second and per CPU second
  * (steadier on a shared machine): the first run apart, median and best of the rest.
  *
- *   bun bench/partition-micro.ts [--records N] [--runs N] [--peers N] [--kind uniform|ascii|skew]
+ *   bun bench/partition-micro.ts [--records N] [--runs N] [--peers N] [--kind uniform|ascii|skew] [--rounds N]
+ *
+ * --rounds N: key-range rounds, every record pass N times (the input is
+ * routed once per round, as a peer does); MB/s are of the input, per run.
  *
  * skew: as `netsort gen --kind skew`, 90% of the records share one 6-byte key
  * prefix; in sample mode the split points all fall inside that prefix, so those
@@ -18,8 +21,8 @@ import { parseIntArg } from "../src/cli/args.ts";
 import { OutStream } from "../src/exchange/streams.ts";
 import { readChunkBytes } from "../src/limits.ts";
 import { Partitioner } from "../src/partition/partitioner.ts";
-import { chooseSplitters, sampleRecordsFor } from "../src/partition/sample.ts";
-import { RECORD_BYTES } from "../src/record.ts";
+import { chooseSplitters, sampleRange, sampleRecordsFor } from "../src/partition/sample.ts";
+import { RECORD_BYTES, rangeEnd, rangeStart } from "../src/record.ts";
 import { GensortGenerator } from "../src/tools/gensort.ts";
 import type { ServerEntry } from "../src/types.ts";
 
@@ -30,11 +33,13 @@ const { values } = parseArgs({
     peers: { type: "string", default: "4" },
     kind: { type: "string", default: "uniform" },
     mode: { type: "string" },
+    rounds: { type: "string", default: "1" },
   },
 });
 const records = parseIntArg("--records", values.records, 1, 20_000_000);
 const runs = parseIntArg("--runs", values.runs, 2, 100);
 const peers = parseIntArg("--peers", values.peers, 2, 1024);
+const rounds = parseIntArg("--rounds", values.rounds, 1, 64);
 const kind = values.kind === "ascii" || values.kind === "skew" ? values.kind : "uniform";
 /** skew: records whose byte 9 (random) is below this share the prefix: 230/256 = 90%. */
 const skewBelow = 230;
@@ -88,25 +93,36 @@ function splittersFor(data: Uint8Array): Uint8Array {
 const data = makeInput();
 const splitters = values.mode === "sample" ? splittersFor(data) : null;
 const self = 0;
-const outs = Array.from({ length: peers }, (_, id) => {
-  if (id === self) return null;
-  const out = new OutStream({ serverId: id, host: "127.0.0.1", port: 1 } as ServerEntry, peers);
-  const socket = {
-    write: (_b: Uint8Array, offset = 0, length = _b.length - offset) => length,
-    end: () => {},
-  };
-  // biome-ignore lint/suspicious/noExplicitAny: a stand-in for Bun's Socket
-  out.conn.attach(socket as any);
-  return out;
-});
+/** Streams whose sockets take every write at once; fresh per run (marks only go up on a stream). */
+const makeOuts = () =>
+  Array.from({ length: peers }, (_, id) => {
+    if (id === self) return null;
+    const out = new OutStream({ serverId: id, host: "127.0.0.1", port: 1 } as ServerEntry, peers);
+    const socket = {
+      write: (_b: Uint8Array, offset = 0, length = _b.length - offset) => length,
+      end: () => {},
+    };
+    // biome-ignore lint/suspicious/noExplicitAny: a stand-in for Bun's Socket
+    out.conn.attach(socket as any);
+    return out;
+  });
+const ranges = Array.from({ length: peers }, (_, k) =>
+  splitters === null
+    ? { rangeStart: rangeStart(k, peers), rangeEnd: rangeEnd(k, peers) }
+    : sampleRange(splitters, k, peers),
+);
 const rates: number[] = [];
 const cpuRates: number[] = [];
 for (let run = 0; run < runs; run++) {
-  const p = new Partitioner(self, outs, () => {}, splitters);
+  const p = new Partitioner(self, makeOuts(), () => {}, splitters, rounds, ranges);
   const cpu = process.cpuUsage();
   const t = performance.now();
-  for (let o = 0; o < data.length; o += readChunkBytes)
-    await p.push(data.subarray(o, Math.min(data.length, o + readChunkBytes)));
+  for (let g = 0; g < rounds; g++) {
+    p.beginRound(g);
+    for (let o = 0; o < data.length; o += readChunkBytes)
+      await p.push(data.subarray(o, Math.min(data.length, o + readChunkBytes)));
+    if (g < rounds - 1) p.endRound();
+  }
   p.finish();
   const ms = performance.now() - t;
   const used = process.cpuUsage(cpu);
@@ -120,5 +136,5 @@ const summary = (xs: number[]) => {
   return `first ${fmt(xs[0])}, median ${fmt(warm[Math.floor(warm.length / 2)])}, best ${fmt(warm[warm.length - 1])} MB/s`;
 };
 console.log(
-  `${values.mode.padEnd(6)} ${kind} ${peers} peers, ${records} records: wall ${summary(rates)}; per CPU second ${summary(cpuRates)}`,
+  `${values.mode.padEnd(6)} ${kind} ${peers} peers, ${records} records, ${rounds} rounds: wall ${summary(rates)}; per CPU second ${summary(cpuRates)}`,
 );
