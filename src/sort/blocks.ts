@@ -141,17 +141,19 @@ export class BlockPool {
   }
 
   /**
-   * Every block of group g has been read: hand its chunks back to the kernel
-   * (their frames serve the page cache or whatever comes next; a chunk taken again
-   * later faults back in as zeroes) and keep them for reuse.
+   * Every block of group g has been read: keep its chunks for reuse, and
+   * (`toKernel`) hand them back to the kernel (their frames serve the page cache
+   * or whatever comes next; a chunk taken again later faults back in as zeroes).
    */
-  releaseGroup(g: number): void {
+  releaseGroup(g: number, toKernel = true): void {
     assert(this.groupLive[g] === 0, `group ${g} released with ${this.groupLive[g]} blocks in use`);
     for (let c = this.groupChunks[g]; c >= 0; ) {
       const first = this.wordOf[c * blocksPerChunk] * 4;
-      this.givenBackBytes += giveBack(
-        this.slabs8[this.slabOf[c * blocksPerChunk]].subarray(first, first + chunkBytes),
-      );
+      if (toKernel) {
+        this.givenBackBytes += giveBack(
+          this.slabs8[this.slabOf[c * blocksPerChunk]].subarray(first, first + chunkBytes),
+        );
+      }
       const next = this.chunkNext[c];
       this.chunkNext[c] = this.freeChunk;
       this.freeChunk = c;
@@ -268,23 +270,26 @@ export class ListSet {
     return word;
   }
 
+  /** Record list d's tail block fill; returns its record count (0 for an empty list). */
+  sealList(d: number): number {
+    const pool = this.pool;
+    const last = this.tail[d];
+    if (last < 0) return 0;
+    const filledWords = this.writeWord[d] - pool.wordOf[last];
+    assert(
+      filledWords > 0 && filledWords % RECORD_WORDS === 0 && filledWords <= blockWords,
+      "tail block fill",
+    );
+    pool.fill[last] = filledWords / RECORD_WORDS;
+    let n = 0;
+    for (let id = this.head[d]; id >= 0; id = pool.next[id]) n += pool.fill[id];
+    return n;
+  }
+
   /** Record the tail blocks' fills; returns each list's record count. */
   seal(): Float64Array {
-    const pool = this.pool;
     const counts = new Float64Array(this.count);
-    for (let d = 0; d < this.count; d++) {
-      const last = this.tail[d];
-      if (last < 0) continue;
-      const filledWords = this.writeWord[d] - pool.wordOf[last];
-      assert(
-        filledWords > 0 && filledWords % RECORD_WORDS === 0 && filledWords <= blockWords,
-        "tail block fill",
-      );
-      pool.fill[last] = filledWords / RECORD_WORDS;
-      let n = 0;
-      for (let id = this.head[d]; id >= 0; id = pool.next[id]) n += pool.fill[id];
-      counts[d] = n;
-    }
+    for (let d = 0; d < this.count; d++) counts[d] = this.sealList(d);
     return counts;
   }
 }

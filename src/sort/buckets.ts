@@ -19,6 +19,12 @@
  * (the C baseline's write of 1 GiB fell from 1.2-1.6 s to 0.13 s with the same
  * change; docs/performance.md). After the last run nothing is left to release.
  *
+ * Draining early (key-range rounds): sortedRunsBelow(mark) sorts and hands out
+ * the leading buckets that can receive nothing more, while add() goes on filling
+ * the later ones; their chunks stay with the pool, so later buckets reuse them
+ * instead of faulting in fresh memory. A record for a drained bucket is a bug
+ * upstream (an assertion, like a record outside the range).
+ *
  * Memory, for D bytes held: the chunks hold D plus at most one partly filled block
  * per non-empty bucket (B buckets, B about expectedBytes / 512 KiB: ~3% of the
  * expected bytes), one partly filled chunk per group (resident whole with huge
@@ -77,8 +83,16 @@ export class BucketStore {
   private readonly firstBlock: number;
   private readonly bucketCount: number;
   /** Records whose first 32 bits lie outside (edgeLow32, edgeHigh32) get an exact 48-bit range check. */
-  private readonly edgeLow32: number;
+  private edgeLow32: number;
   private readonly edgeHigh32: number;
+  /** The least 48-bit prefix add() still takes: rangeStart, raised as leading buckets drain. */
+  private lowest48: number;
+  /** Buckets [0, drained) are sorted and handed out. */
+  private drained = 0;
+  /** Records handed out since the store was (re)filled. */
+  private yielded = 0;
+  /** The sort's buffers: made by the first sort, kept for the store's life (the spill reuses them too). */
+  private sorter: RunSorter | null = null;
   private readonly pool: BlockPool;
   private lists: ListSet;
   /** Buckets b and b' share pool group b >>> groupShift: groups of consecutive buckets. */
@@ -101,6 +115,7 @@ export class BucketStore {
     this.last32 = Math.floor((rangeEnd - 1) / TWO_POW_16);
     this.edgeLow32 = this.base32;
     this.edgeHigh32 = this.last32;
+    this.lowest48 = rangeStart;
 
     const expectedBytes = expectedRecords * RECORD_BYTES;
     let wanted = 2 ** Math.round(Math.log2(Math.max(1, expectedBytes / targetBucketBytes)));
@@ -126,9 +141,14 @@ export class BucketStore {
     this.lists = new ListSet(this.pool, buckets, (b) => b >>> groupShift);
   }
 
-  /** Records added so far. */
+  /** Records added so far (since the last reset). */
   get records(): number {
     return this.recordCount;
+  }
+
+  /** Records held now: added and not handed out yet. */
+  get heldRecords(): number {
+    return this.recordCount - this.yielded;
   }
 
   /** Buckets in use (for logs and tests). */
@@ -162,6 +182,7 @@ export class BucketStore {
     const groupShift = this.groupShift;
     this.lists = new ListSet(this.pool, this.bucketCount, (b) => b >>> groupShift);
     this.recordCount = 0;
+    this.yielded = 0;
     this.sealed = false;
   }
 
@@ -242,7 +263,11 @@ export class BucketStore {
     // The message only on failure: a narrow range (--partition sample on skewed
     // keys: one 6-byte prefix) sends every record here, and building the string
     // per record cost more than the copy.
-    if (this.rangeStart <= p48 && p48 < this.rangeEnd) return;
+    if (this.lowest48 <= p48 && p48 < this.rangeEnd) return;
+    assert(
+      this.rangeStart > p48 || p48 >= this.rangeEnd,
+      `record with 48-bit prefix ${p48} arrived after its part of the range was sorted (below ${this.lowest48})`,
+    );
     assert(
       false,
       `record with 48-bit prefix ${p48} outside this peer's range [${this.rangeStart}, ${this.rangeEnd})`,
@@ -253,42 +278,82 @@ export class BucketStore {
    * Sort each bucket and yield its records as contiguous sorted Uint8Arrays, in key
    * order; a yielded view is valid only until the next iteration (buffers are
    * reused). Empty buckets are skipped; a bucket bigger than ~2 MiB comes out as
-   * several runs. The concatenation of all yields is the fully sorted share.
-   * Call once: the store is consumed.
+   * several runs. After sortedRunsBelow() calls, only the buckets not drained yet.
+   * The concatenation of all yields is the fully sorted share.
+   * Call once (per reset): the store is consumed.
    */
   *sortedRuns(): Generator<Uint8Array> {
     assert(!this.sealed, "sortedRuns called twice");
     this.sealed = true;
-    const counts = this.lists.seal();
-    let total = 0;
+    yield* this.sortBuckets(this.drained, this.bucketCount, true);
+    assert(this.yielded === this.recordCount, `yielded ${this.yielded} of ${this.recordCount} records`);
+  }
+
+  /**
+   * Sort and yield, as sortedRuns does, the leading buckets that hold only keys
+   * whose 48-bit prefix is below `mark48` (nothing more can arrive for them),
+   * from where the last call stopped. add() may go on meanwhile for later keys.
+   */
+  *sortedRunsBelow(mark48: number): Generator<Uint8Array> {
+    assert(!this.sealed, "sortedRunsBelow after sortedRuns");
+    let end = this.drained;
+    while (end < this.bucketCount && (this.bucketLast32(end) + 1) * TWO_POW_16 <= mark48) end++;
+    if (end === this.drained) return;
+    // Records below the last drained bucket's end are refused from now on.
+    const next32 = this.bucketLast32(end - 1) + 1;
+    this.lowest48 = Math.max(this.lowest48, next32 * TWO_POW_16);
+    this.edgeLow32 = Math.max(this.edgeLow32, next32);
+    const from = this.drained;
+    this.drained = end;
+    yield* this.sortBuckets(from, end, false);
+  }
+
+  /** The largest first-32-bit value bucket b can hold. */
+  private bucketLast32(b: number): number {
+    return Math.min(this.last32, (this.firstBlock + b + 1) * 2 ** this.bucketShift - 1);
+  }
+
+  /**
+   * Sort buckets [from, end) and yield their runs. A group whose last bucket
+   * is done gives its chunks to the pool; `giveBack`: to the kernel as well
+   * (the final sort: nothing more will be added, and the page cache the output
+   * goes to reuses those frames), else they stay resident for later buckets.
+   */
+  private *sortBuckets(from: number, end: number, giveBack: boolean): Generator<Uint8Array> {
+    const counts = new Float64Array(end - from);
     let largest = 0;
-    for (let b = 0; b < this.bucketCount; b++) {
-      total += counts[b];
-      largest = Math.max(largest, counts[b]);
+    for (let b = from; b < end; b++) {
+      counts[b - from] = this.lists.sealList(b);
+      largest = Math.max(largest, counts[b - from]);
     }
-    assert(total === this.recordCount, `bucket counts ${total} add up to ${this.recordCount} records`);
-    const runRecords = Math.min(largest, splitAboveRecords);
-    // Both buffers in one allocation on huge pages: fresh 4 KiB pages cost ~4 ms
-    // per MB to fault in here, huge pages 2-3x less.
-    const runBytes = runRecords * RECORD_BYTES;
-    const buffers = hugeBuffer(2 * runBytes);
-    const sorter: RunSorter = {
-      runRecords,
-      run: buffers.subarray(0, runBytes),
-      bucket: buffers.subarray(runBytes),
-      yielded: 0,
-    };
+    const sorter = this.sorterFor(giveBack ? Math.min(largest, splitAboveRecords) : splitAboveRecords);
     const groupShift = this.groupShift;
     const groupBuckets = 1 << groupShift;
-    for (let b = 0; b < this.bucketCount; b++) {
+    for (let b = from; b < end; b++) {
       const group = b >>> groupShift;
-      if (counts[b] > 0) {
-        yield* this.sortList(sorter, this.lists.head[b], counts[b], this.firstVaryingBit(b), 0, group);
+      const n = counts[b - from];
+      if (n > 0) {
+        yield* this.sortList(sorter, this.lists.head[b], n, this.firstVaryingBit(b), 0, group);
+        this.yielded += n;
       }
       // The caller is done with the group's last run: its memory can serve the output.
-      if ((b + 1) % groupBuckets === 0 || b === this.bucketCount - 1) this.pool.releaseGroup(group);
+      if ((b + 1) % groupBuckets === 0 || b === this.bucketCount - 1) this.pool.releaseGroup(group, giveBack);
     }
-    assert(sorter.yielded === this.recordCount, `yielded ${sorter.yielded} of ${this.recordCount} records`);
+  }
+
+  /**
+   * The sort's two buffers, for lists of up to `runRecords` records (bigger ones
+   * are split first); made once, bigger if a later sort needs it. Both in one
+   * allocation on huge pages: fresh 4 KiB pages cost ~4 ms per MB to fault in
+   * here, huge pages 2-3x less.
+   */
+  private sorterFor(runRecords: number): RunSorter {
+    runRecords = Math.max(1, runRecords);
+    if (this.sorter !== null && this.sorter.runRecords >= runRecords) return this.sorter;
+    const runBytes = runRecords * RECORD_BYTES;
+    const buffers = hugeBuffer(2 * runBytes);
+    this.sorter = { runRecords, run: buffers.subarray(0, runBytes), bucket: buffers.subarray(runBytes) };
+    return this.sorter;
   }
 
   /**
@@ -331,7 +396,6 @@ export class BucketStore {
       }
       assert(pos === n * RECORD_BYTES, "list holds its record count");
       sortRecordsInto(sorter.bucket, n, sorter.run, bit);
-      sorter.yielded += n;
       yield sorter.run.subarray(0, pos);
       return;
     }
@@ -346,7 +410,6 @@ export class BucketStore {
       for (let id = head; id >= 0; ) {
         const records = pool.view(id);
         if (pos + records.length > sorter.run.length) {
-          sorter.yielded += pos / RECORD_BYTES;
           yield sorter.run.subarray(0, pos);
           pos = 0;
         }
@@ -356,7 +419,6 @@ export class BucketStore {
         pool.release(id);
         id = next;
       }
-      sorter.yielded += pos / RECORD_BYTES;
       yield sorter.run.subarray(0, pos);
       return;
     }
@@ -434,7 +496,6 @@ interface RunSorter {
   run: Uint8Array;
   /** One list's records, copied together from its blocks to be sorted into `run`. */
   bucket: Uint8Array;
-  yielded: number;
 }
 
 /** The methods received and own records go through, for JIT tuning (src/jit.ts). */

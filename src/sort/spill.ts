@@ -154,6 +154,8 @@ export class SpillingStore {
   /** Every scratch file not yet closed (runs, and runs being merged): close() closes them all. */
   private readonly open = new Set<ScratchFile>();
   private spilledRecords = 0;
+  /** Records handed out by sortedChunksBelow before the end. */
+  private drainedRecords = 0;
   private consumed = false;
   private readonly stats: SpillFigures;
 
@@ -211,14 +213,28 @@ export class SpillingStore {
     if (this.plannedSpill) this.capRuns(options.expectedRecords);
   }
 
-  /** Records added so far (held and spilled). */
+  /** Records added so far (drained early, spilled and held). */
   get records(): number {
-    return this.spilledRecords + this.inner.records;
+    return this.drainedRecords + this.spilledRecords + this.inner.heldRecords;
   }
 
   /** Records held in memory now. */
   get heldRecords(): number {
-    return this.inner.records;
+    return this.inner.heldRecords;
+  }
+
+  /**
+   * The leading part of the sorted share that is complete: every record with a
+   * 48-bit prefix below `mark48` is in (BucketStore.sortedRunsBelow), from where
+   * the last call stopped. Nothing once a run has been spilled: the rest then
+   * comes from the merge in sortedChunks().
+   */
+  *sortedChunksBelow(mark48: number): Generator<Uint8Array> {
+    if (this.consumed || this.runs.length > 0) return;
+    for (const piece of this.inner.sortedRunsBelow(mark48)) {
+      this.drainedRecords += piece.length / RECORD_BYTES;
+      yield piece;
+    }
   }
 
   /** The figures so far (a copy). */
@@ -235,7 +251,7 @@ export class SpillingStore {
   add(buf: Uint8Array, offset: number, length: number): void {
     assert(!this.consumed, "add after sortedChunks");
     if (length <= maxAddPieceBytes) {
-      if (this.inner.heldBytes + this.addSlackBytes > this.runLimitBytes && this.inner.records > 0)
+      if (this.inner.heldBytes + this.addSlackBytes > this.runLimitBytes && this.inner.heldRecords > 0)
         this.spill();
       this.inner.add(buf, offset, length);
       return;
@@ -249,7 +265,7 @@ export class SpillingStore {
   /** Sort what is held and write it as one run; the store then starts over in the same memory. */
   private spill(): void {
     const startMs = performance.now();
-    const records = this.inner.records;
+    const records = this.inner.heldRecords;
     const file = this.newFile();
     this.runs.push(file);
     for (const piece of this.inner.sortedRuns()) file.append(piece);
@@ -310,14 +326,14 @@ export class SpillingStore {
       return;
     }
     const stats = this.stats;
-    stats.mergeTotalBytes = this.records * RECORD_BYTES;
+    stats.mergeTotalBytes = (this.spilledRecords + this.inner.heldRecords) * RECORD_BYTES;
     const fanIn = this.fanIn;
     const readBuffers = Array.from({ length: fanIn }, () => new Uint8Array(mergeReadBytes));
     const out = new Uint8Array(mergeOutputBytes);
     this.notePeak(mergeBuffersBytes(fanIn));
     let resumedMs = performance.now();
     try {
-      const remainder = this.inner.records > 0 ? 1 : 0;
+      const remainder = this.inner.heldRecords > 0 ? 1 : 0;
       // Merge the smallest runs first, only as many as needed to bring the
       // final merge down to the fan-in: each intermediate merge rewrites as
       // little as it can.
