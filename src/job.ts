@@ -87,6 +87,7 @@ function setUp(options: SortOptions, startMs: number, startedAtEpochMs: number):
     mesh,
     store: null,
     partitioner: null,
+    drain: null,
     writer,
     memoryBytes,
     tempDir,

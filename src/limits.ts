@@ -22,6 +22,17 @@ export const sampleMaxRecords = 4096;
 export const sampleTotalMaxRecords = 65_536;
 /** ...but never fewer than this (a range's size then spreads by about 1/sqrt(256) = 6%). */
 export const sampleMinRecords = 256;
+/**
+ * Key-range rounds: a peer reads its input this many times, each pass sending
+ * one slice of every owner's key range and then a MARK, so receivers sort and
+ * write their output while later slices arrive (src/peer/drain.ts). Only for
+ * inputs of at least roundsMinInputBytes (below that there is little disk time
+ * to overlap) whose share is expected to fit in memory (a spilling peer's input
+ * may not fit in the page cache either: each pass would read the disk).
+ */
+export const defaultRounds = 4;
+export const maxRounds = 64;
+export const roundsMinInputBytes = 64 * 1024 * 1024;
 /** The output is written in pieces of this many bytes. */
 export const writeChunkBytes = 8 * 1024 * 1024;
 /**

@@ -44,6 +44,8 @@ export interface SortOptions {
   memoryBytes?: number | null;
   /** Where spilled runs go; null: the output's directory. */
   tempDir?: string | null;
+  /** Key-range rounds (src/partition/partitioner.ts); null: chosen from the input size and memory budget. */
+  rounds?: number | null;
 }
 
 export type PartitionMode = "bits" | "sample";

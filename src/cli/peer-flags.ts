@@ -2,6 +2,7 @@
  * The peer flags that `sort` takes and that `demo` and `bench` pass on to every
  * peer they start: one definition, so the three commands cannot drift apart.
  */
+import { maxRounds } from "../limits.ts";
 import { maxSizeBytes } from "./args.ts";
 
 /**
@@ -25,6 +26,13 @@ export const peerFlags = {
     description: `Memory budget for records and buffers, binary units (512mb, 2gb); default: the memory available (cgroup limits honoured), shared by this host's peers; larger shares spill to --temp-dir`,
     parse: { kind: "size", min: minMemoryBytes, max: maxSizeBytes },
   },
+  rounds: {
+    type: "string",
+    valueHint: "n",
+    description:
+      "Key-range rounds: read the input n times, each pass sending one slice of every peer's range, so outputs are sorted and written while later slices arrive (default: from the input size and memory)",
+    parse: { kind: "int", min: 1, max: maxRounds },
+  },
   "temp-dir": {
     type: "string",
     valueHint: "dir",
@@ -41,6 +49,7 @@ export const peerFlags = {
 interface PeerFlagValues {
   partition: string;
   memory: number | undefined;
+  rounds: number | undefined;
   "temp-dir": string | undefined;
   "secret-file": string | undefined;
 }
@@ -50,6 +59,7 @@ export function peerArgv(a: PeerFlagValues): string[] {
   const argv: string[] = [];
   if (a.partition !== peerFlags.partition.default) argv.push("--partition", a.partition);
   if (a.memory !== undefined) argv.push("--memory", String(a.memory));
+  if (a.rounds !== undefined) argv.push("--rounds", String(a.rounds));
   if (a["temp-dir"] !== undefined) argv.push("--temp-dir", a["temp-dir"]);
   if (a["secret-file"] !== undefined) argv.push("--secret-file", a["secret-file"]);
   return argv;

@@ -84,6 +84,7 @@ export function toSortOptions(a: ParsedArgs<typeof sortArgs>): SortOptions {
     validate: a.validate,
     partition: a.partition,
     memoryBytes: a.memory ?? null,
+    rounds: a.rounds ?? null,
     tempDir: a["temp-dir"] ?? null,
   };
 }

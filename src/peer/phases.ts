@@ -4,31 +4,44 @@
  */
 import { assert } from "../errors.ts";
 import { readChunks } from "../io/reader.ts";
-import { maxBusyMs } from "../limits.ts";
 import { formatBytes, formatRate, log } from "../log.ts";
 import { imbalanceWarning } from "../partition/sample.ts";
 import { RECORD_BYTES } from "../record.ts";
+import { type SortWriteTimes, writeSorted } from "./drain.ts";
 import { type Run, span, storeOf, timedValidation } from "./run.ts";
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** Past every 48-bit prefix: our own records are all routed. */
+const END_MARK = 2 ** 48;
 
-/** Read the input, keep our own records, send the rest as it is read (queued while a peer is not up). */
+/**
+ * Read the input, keep our own records, send the rest as it is read (queued
+ * while a peer is not up). With key-range rounds, once per round: each pass
+ * routes that round's records and ends with a MARK to every peer (and to our
+ * own drain), so everyone can write the part below it now.
+ */
 export async function readAndSend(run: Run): Promise<void> {
-  const { validation, options } = run;
+  const { validation, options, drain } = run;
   const partitioner = run.partitioner;
-  assert(partitioner !== null, "the partitioner exists before reading");
+  assert(partitioner !== null && drain !== null, "the partitioner and drain exist before reading");
   const fromMs = performance.now();
-  for await (const chunk of readChunks(options.inputFile, run.inputBytes)) {
-    if (validation !== null) timedValidation(run, () => validation.addInput(chunk));
-    await partitioner.push(chunk);
-    run.readBytes += chunk.length;
-    await turn(); // let sockets drain and receive between chunks
+  for (let round = 0; round < partitioner.rounds; round++) {
+    partitioner.beginRound(round);
+    for await (const chunk of readChunks(options.inputFile, run.inputBytes)) {
+      if (round === 0 && validation !== null) timedValidation(run, () => validation.addInput(chunk));
+      await partitioner.push(chunk);
+      if (round === 0) run.readBytes += chunk.length;
+      await turn(); // let sockets drain and receive between chunks
+    }
+    if (round < partitioner.rounds - 1) drain.setLocalMark(partitioner.endRound());
   }
   partitioner.finish();
+  drain.setLocalMark(END_MARK);
   run.t.readMs = span(run, "read", fromMs);
   const kept = partitioner.routed[options.serverId];
+  const rounds = partitioner.rounds === 1 ? "" : ` in ${partitioner.rounds} key-range rounds`;
   log.info(
-    `read ${formatBytes(run.inputBytes)} (${run.t.inputRecords} records) in ${Math.round(run.t.readMs)} ms, ${formatRate(run.inputBytes, run.t.readMs)}; kept ${kept}, sent ${run.t.inputRecords - kept} records`,
+    `read ${formatBytes(run.inputBytes)} (${run.t.inputRecords} records)${rounds} in ${Math.round(run.t.readMs)} ms, ${formatRate(run.inputBytes, run.t.readMs)}; kept ${kept}, sent ${run.t.inputRecords - kept} records`,
   );
 }
 
@@ -66,39 +79,30 @@ export async function awaitExchange(run: Run): Promise<void> {
  * under its temporary name.
  */
 export async function sortAndWrite(run: Run): Promise<void> {
-  const { writer, validation } = run;
+  const { writer, drain } = run;
   const store = storeOf(run);
+  assert(drain !== null, "the drain exists with the store");
+  await drain.stop();
   const spilled = store.figures;
   if (spilled.spills > 0) {
     log.info(
       `memory: merging ${spilled.runs} runs (${formatBytes(spilled.spilledBytes)} spilled) and the records held, fan-in ${spilled.fanIn}`,
     );
   }
-  const fromMs = performance.now();
-  let sortMs = 0;
-  let writeMs = 0;
-  let lastTurnMs = fromMs;
-  const pieces = store.sortedChunks();
-  while (true) {
-    const askedAtMs = performance.now();
-    const next = pieces.next();
-    const sortedAtMs = performance.now();
-    sortMs += sortedAtMs - askedAtMs;
-    if (next.done) break;
-    if (next.value.length > 0) await writer.write(next.value);
-    const writtenAtMs = performance.now();
-    writeMs += writtenAtMs - sortedAtMs;
-    if (validation !== null) timedValidation(run, () => validation.addOutput(next.value));
-    if (writtenAtMs - lastTurnMs > maxBusyMs) {
-      await turn();
-      lastTurnMs = performance.now();
-    }
+  if (drain.bytes > 0) {
+    log.info(
+      `wrote ${formatBytes(drain.bytes)} of the output while records arrived (sort ${Math.round(drain.times.sortMs)} ms, write ${Math.round(drain.times.writeMs)} ms)`,
+    );
   }
+  const fromMs = performance.now();
+  const times: SortWriteTimes = { sortMs: 0, writeMs: 0 };
+  await writeSorted(run, store.sortedChunks(), times);
   const prepareFromMs = performance.now();
   await writer.prepare();
-  writeMs += performance.now() - prepareFromMs;
-  run.t.sortMs = sortMs;
-  run.t.writeMs = writeMs;
+  times.writeMs += performance.now() - prepareFromMs;
+  // The columns count all sorting and writing, the part done during the exchange too.
+  run.t.sortMs = times.sortMs + drain.times.sortMs;
+  run.t.writeMs = times.writeMs + drain.times.writeMs;
   run.t.outputRecords = writer.bytes / RECORD_BYTES;
   const f = store.figures;
   if (f.spills > 0) {
@@ -106,9 +110,9 @@ export async function sortAndWrite(run: Run): Promise<void> {
     run.t.spill = { runs, spilledBytes, mergePasses, spillMs, mergeMs };
   }
   // Sorting and writing interleave: one span each, laid end to end, with the measured durations.
-  span(run, "sort", fromMs, fromMs + sortMs);
-  span(run, "write", fromMs + sortMs, performance.now());
+  span(run, "sort", fromMs, fromMs + times.sortMs);
+  span(run, "write", fromMs + times.sortMs, performance.now());
   log.info(
-    `sorted ${run.t.outputRecords} records in ${Math.round(sortMs)} ms; wrote ${formatBytes(writer.bytes)} in ${Math.round(writeMs)} ms (fsync included), ${formatRate(writer.bytes, writeMs)}`,
+    `sorted ${run.t.outputRecords} records in ${Math.round(run.t.sortMs)} ms; wrote ${formatBytes(writer.bytes)} in ${Math.round(run.t.writeMs)} ms (fsync included), ${formatRate(writer.bytes, run.t.writeMs)}`,
   );
 }

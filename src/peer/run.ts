@@ -7,14 +7,16 @@ import { assert } from "../errors.ts";
 import { endpoint } from "../exchange/link-terms.ts";
 import type { Mesh } from "../exchange/mesh.ts";
 import type { DurableWriter } from "../io/writer.ts";
-import { progressIntervalMs } from "../limits.ts";
+import { defaultRounds, progressIntervalMs, roundsMinInputBytes } from "../limits.ts";
 import { formatBytes, log } from "../log.ts";
 import { storeBudgetBytes } from "../memory/budget.ts";
-import { Partitioner } from "../partition/partitioner.ts";
-import { RECORD_BYTES } from "../record.ts";
+import { type KeyRange, Partitioner } from "../partition/partitioner.ts";
+import { sampleRange } from "../partition/sample.ts";
+import { RECORD_BYTES, rangeEnd, rangeStart } from "../record.ts";
 import { type SpillEvent, SpillingStore } from "../sort/spill.ts";
 import type { PhaseName, PhaseTimings, SortOptions } from "../types.ts";
 import type { PeerValidation } from "../validate/validation.ts";
+import { Drain } from "./drain.ts";
 
 export interface Run {
   options: SortOptions;
@@ -22,6 +24,8 @@ export interface Run {
   /** The record store; with --partition sample it exists only once the split points are known. */
   store: SpillingStore | null;
   partitioner: Partitioner | null;
+  /** Sorts and writes the complete leading part of the share while records still arrive; made with the store. */
+  drain: Drain | null;
   writer: DurableWriter;
   /** The budget for records and buffers (--memory, or derived from what this host has). */
   memoryBytes: number;
@@ -92,12 +96,31 @@ export function placeRecords(
     onSpill: (e: SpillEvent) => logSpill(run, e),
   });
   run.store = store;
+  const peers = run.mesh.peers;
+  const ranges: KeyRange[] = Array.from({ length: peers }, (_, k) =>
+    splitters === null
+      ? { rangeStart: rangeStart(k, peers), rangeEnd: rangeEnd(k, peers) }
+      : sampleRange(splitters, k, peers),
+  );
   run.partitioner = new Partitioner(
     run.options.serverId,
     run.mesh.out,
     (buf, offset, length) => store.add(buf, offset, length),
     splitters,
+    roundsFor(run, store.plannedSpill),
+    ranges,
   );
+  run.drain = new Drain(run);
+}
+
+/**
+ * --rounds, or: defaultRounds for inputs big enough to have disk time worth
+ * overlapping, whose share is expected to fit in memory (a spilling peer's
+ * input may not fit in the page cache either, and each pass would read the disk).
+ */
+function roundsFor(run: Run, plannedSpill: boolean): number {
+  if (run.options.rounds != null) return run.options.rounds;
+  return run.inputBytes >= roundsMinInputBytes && !plannedSpill ? defaultRounds : 1;
 }
 
 function logSpill(run: Run, e: SpillEvent): void {
