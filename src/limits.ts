@@ -30,7 +30,7 @@ export const sampleMinRecords = 256;
  * to overlap) whose share is expected to fit in memory (a spilling peer's input
  * may not fit in the page cache either: each pass would read the disk).
  */
-export const defaultRounds = 4;
+export const defaultRounds = 2;
 export const maxRounds = 64;
 export const roundsMinInputBytes = 64 * 1024 * 1024;
 /** The output is written in pieces of this many bytes. */
