@@ -80,6 +80,11 @@ export interface PhaseTimings {
   readMs: number;
   /** After our own read: waiting until every other peer's stream had arrived. */
   exchangeMs: number;
+  /** Key-range rounds: sorting and writing the complete part of the share while records still arrived (overlaps read and exchange). */
+  drainMs: number;
+  /** ...and the output bytes written then. */
+  drainedBytes: number;
+  /** Sorting after the last stream arrived (the rest of the share). */
   sortMs: number;
   /** Writing and fsyncing the output under its temporary name. */
   writeMs: number;

@@ -124,13 +124,16 @@ function printReport(r: BenchReport): void {
       `data      ${r.peers} peers x ${formatBytes(r.bytesPerPeer)} = ${formatBytes(r.totalBytes)} (${r.totalRecords} records, ${r.kind}), --partition ${r.partition}, ${r.runs} runs, output ${r.verified ? "verified" : "NOT verified"}`,
     );
     console.log("");
-    console.log("per peer, median over runs (ms; read and exchange end at the peer's own instants)");
+    console.log(
+      "per peer, median over runs (ms; read and exchange end at the peer's own instants; drain: sort + write during them)",
+    );
     const header = [
       "peer",
       "connect",
       "sample",
       "read",
       "exchange",
+      "drain",
       "sort",
       "write",
       "validate",
@@ -141,7 +144,7 @@ function printReport(r: BenchReport): void {
       "peak RSS",
       "RSS/share",
     ];
-    const widths = [4, 8, 7, 7, 9, 6, 6, 9, 6, 7, 8, 7, 11, 10];
+    const widths = [4, 8, 7, 7, 9, 6, 6, 6, 9, 6, 7, 8, 7, 11, 10];
     const row = (cells: string[]) =>
       cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(" ");
     console.log(row(header));
@@ -153,6 +156,7 @@ function printReport(r: BenchReport): void {
           ms(p.sampleMs),
           ms(p.readMs),
           ms(p.exchangeMs),
+          ms(p.drainMs),
           ms(p.sortMs),
           ms(p.writeMs),
           ms(p.validateMs),

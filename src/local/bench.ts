@@ -152,6 +152,8 @@ export interface PeerPhases {
   readMs: number;
   /** End of read to the last incoming stream received. */
   exchangeMs: number;
+  /** Key-range rounds: sorting and writing while records still arrived (overlaps read and exchange). */
+  drainMs: number;
   sortMs: number;
   /** Writing, fsync, and the rename after the commit. */
   writeMs: number;
@@ -393,6 +395,7 @@ function phasesOf(run: ClusterRun): PeerPhases[] {
       sampleMs,
       readMs: t.readMs,
       exchangeMs,
+      drainMs: t.drainMs ?? 0,
       sortMs: t.sortMs,
       writeMs: t.writeMs,
       validateMs: t.validateMs ?? 0,
@@ -485,6 +488,7 @@ function summarisePeers(runs: NetsortRun[], bytesPerPeer: number): PeerSummary[]
     "sampleMs",
     "readMs",
     "exchangeMs",
+    "drainMs",
     "sortMs",
     "writeMs",
     "validateMs",

@@ -100,9 +100,10 @@ export async function sortAndWrite(run: Run): Promise<void> {
   const prepareFromMs = performance.now();
   await writer.prepare();
   times.writeMs += performance.now() - prepareFromMs;
-  // The columns count all sorting and writing, the part done during the exchange too.
-  run.t.sortMs = times.sortMs + drain.times.sortMs;
-  run.t.writeMs = times.writeMs + drain.times.writeMs;
+  run.t.sortMs = times.sortMs;
+  run.t.writeMs = times.writeMs;
+  run.t.drainMs = drain.times.sortMs + drain.times.writeMs;
+  run.t.drainedBytes = drain.bytes;
   run.t.outputRecords = writer.bytes / RECORD_BYTES;
   const f = store.figures;
   if (f.spills > 0) {
@@ -113,6 +114,6 @@ export async function sortAndWrite(run: Run): Promise<void> {
   span(run, "sort", fromMs, fromMs + times.sortMs);
   span(run, "write", fromMs + times.sortMs, performance.now());
   log.info(
-    `sorted ${run.t.outputRecords} records in ${Math.round(run.t.sortMs)} ms; wrote ${formatBytes(writer.bytes)} in ${Math.round(run.t.writeMs)} ms (fsync included), ${formatRate(writer.bytes, run.t.writeMs)}`,
+    `sorted ${run.t.outputRecords} records in ${Math.round(times.sortMs + drain.times.sortMs)} ms; wrote ${formatBytes(writer.bytes)} in ${Math.round(times.writeMs + drain.times.writeMs)} ms (fsync included), ${formatRate(writer.bytes, times.writeMs + drain.times.writeMs)}`,
   );
 }

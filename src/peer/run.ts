@@ -60,6 +60,8 @@ export function emptyTimings(inputBytes: number, startedAtEpochMs: number): Phas
     sampleMs: 0,
     readMs: 0,
     exchangeMs: 0,
+    drainMs: 0,
+    drainedBytes: 0,
     sortMs: 0,
     writeMs: 0,
     commitMs: 0,
