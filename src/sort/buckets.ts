@@ -89,7 +89,7 @@ export class BucketStore {
   private lowest48: number;
   /** Buckets [0, drained) are sorted and handed out. */
   private drained = 0;
-  /** Records handed out since the store was (re)filled. */
+  /** Records handed out since the store was (re)filled, counted as each run is yielded. */
   private yielded = 0;
   /** The sort's buffers: made by the first sort, kept for the store's life (the spill reuses them too). */
   private sorter: RunSorter | null = null;
@@ -334,7 +334,6 @@ export class BucketStore {
       const n = counts[b - from];
       if (n > 0) {
         yield* this.sortList(sorter, this.lists.head[b], n, this.firstVaryingBit(b), 0, group);
-        this.yielded += n;
       }
       // The caller is done with the group's last run: its memory can serve the output.
       if ((b + 1) % groupBuckets === 0 || b === this.bucketCount - 1) this.pool.releaseGroup(group, giveBack);
@@ -396,6 +395,7 @@ export class BucketStore {
       }
       assert(pos === n * RECORD_BYTES, "list holds its record count");
       sortRecordsInto(sorter.bucket, n, sorter.run, bit);
+      this.yielded += n; // handed out as it is yielded: heldRecords is right while the caller writes it
       yield sorter.run.subarray(0, pos);
       return;
     }
@@ -410,6 +410,7 @@ export class BucketStore {
       for (let id = head; id >= 0; ) {
         const records = pool.view(id);
         if (pos + records.length > sorter.run.length) {
+          this.yielded += pos / RECORD_BYTES;
           yield sorter.run.subarray(0, pos);
           pos = 0;
         }
@@ -419,6 +420,7 @@ export class BucketStore {
         pool.release(id);
         id = next;
       }
+      this.yielded += pos / RECORD_BYTES;
       yield sorter.run.subarray(0, pos);
       return;
     }

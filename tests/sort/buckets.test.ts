@@ -601,6 +601,7 @@ describe("BucketStore: draining, interleaved and at odd marks", () => {
         out.push(Buffer.from(step.value));
         pieces++;
         const outRecords = bytesOf(out) / RECORD_BYTES;
+        expect(store.heldRecords).toBe(added - outRecords);
         const take = Math.min(next.length - done, ((random() * 300) | 0) * RECORD_BYTES);
         addInBatches(store, next.subarray(done, done + take), random, 120);
         done += take;
