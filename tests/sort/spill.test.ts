@@ -612,4 +612,77 @@ describe("SpillingStore: draining below a mark", () => {
     },
     heavyTimeoutMs,
   );
+
+  test(
+    "an add that spills while a drain is between pieces: the piece in hand stays intact, the output exact",
+    () => {
+      const mark = 2 * 2 ** 44 + 12_345;
+      const hot = 2 ** 44 + 99 * P16 + 5; // in bucket 1 of 16: split, drained in many pieces
+      for (const [planned, hotRecords, take] of [
+        [false, 22_000, 6],
+        [true, 0, 1],
+      ] as const) {
+        const data = makeRecords(95, 100_000, 0, 1, "uniform");
+        for (let r = 0; r < hotRecords; r++) {
+          const o = r * RECORD_BYTES;
+          for (let i = 0; i < 6; i++) data[o + i] = Math.floor(hot / 256 ** (5 - i)) % 256;
+          expect(prefixAt(data, o)).toBe(hot);
+        }
+        const below = recordsBetween(data, 0, mark);
+        const reference = referenceSort(data);
+        const spills: SpillEvent[] = [];
+        let added = 0;
+        let addedAtFirstSpill = 0;
+        const dir = freshDir();
+        const store = new SpillingStore({
+          rangeStart: 0,
+          rangeEnd: 2 ** 48,
+          ...(planned
+            ? { expectedRecords: 10_000_000, budgetBytes: 64 * MB, maxRunBytes: 6 * MB }
+            : { expectedRecords: 1_000, budgetBytes: minimumStoreBytes() }),
+          tempDir: dir,
+          onSpill: (e) => {
+            if (spills.length === 0) addedAtFirstSpill = added;
+            spills.push(e);
+          },
+        });
+        expect(store.plannedSpill).toBe(planned);
+        addAll(store, below);
+        expect(spills.length).toBe(0);
+        const out: Buffer[] = [];
+        const drain = store.sortedChunksBelow(mark);
+        let inHand: Uint8Array = new Uint8Array(0);
+        for (let k = 0; k < take; k++) {
+          const step = drain.next();
+          expect(step.done).toBe(false);
+          if (step.done) break;
+          inHand = step.value;
+          out.push(Buffer.from(inHand));
+        }
+        const handedOut = out.reduce((n, p) => n + p.length, 0) / RECORD_BYTES;
+        expect(store.records).toBe(below.length / RECORD_BYTES);
+        expect(store.heldRecords).toBe(below.length / RECORD_BYTES - handedOut);
+        // The writer still writes the piece in hand; records above the mark arrive meanwhile, past the budget.
+        added = below.length / RECORD_BYTES;
+        const above = recordsBetween(data, mark, 2 ** 48);
+        for (let o = 0; o < above.length; o += 2560 * RECORD_BYTES) {
+          const length = Math.min(2560 * RECORD_BYTES, above.length - o);
+          store.add(above, o, length);
+          added += length / RECORD_BYTES;
+        }
+        expect(spills.length).toBeGreaterThanOrEqual(1);
+        // The spill left the piece in hand alone, and it held only what had not been handed out.
+        expect(Buffer.from(inHand).equals(out[out.length - 1])).toBe(true);
+        expect(spills[0].records).toBe(addedAtFirstSpill - handedOut);
+        expect(store.records).toBe(100_000);
+        // The rest of that drain went into the run: the drain ends, and the merge gives everything else.
+        for (const piece of { [Symbol.iterator]: () => drain }) out.push(Buffer.from(piece));
+        expect(out.reduce((n, p) => n + p.length, 0) / RECORD_BYTES).toBe(handedOut);
+        for (const piece of store.sortedChunks()) out.push(Buffer.from(piece));
+        expect(Buffer.concat(out).equals(reference)).toBe(true);
+        expect(readdirSync(dir)).toEqual([]);
+      }
+    },
+    heavyTimeoutMs,
+  );
 });
