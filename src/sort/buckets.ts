@@ -23,7 +23,9 @@
  * the leading buckets that can receive nothing more, while add() goes on filling
  * the later ones; their chunks stay with the pool, so later buckets reuse them
  * instead of faulting in fresh memory. A record for a drained bucket is a bug
- * upstream (an assertion, like a record outside the range).
+ * upstream (an assertion, like a record outside the range). sortedRuns() while a
+ * drain is between pieces (a spill, while the caller writes a drained run) gives
+ * that drain's other runs first, in fresh sort buffers, and the drain then ends.
  *
  * Memory, for D bytes held: the chunks hold D plus at most one partly filled block
  * per non-empty bucket (B buckets, B about expectedBytes / 512 KiB: ~3% of the
@@ -89,10 +91,12 @@ export class BucketStore {
   private lowest48: number;
   /** Buckets [0, drained) are sorted and handed out. */
   private drained = 0;
-  /** Records handed out since the store was (re)filled. */
+  /** Records handed out since the store was (re)filled, counted as each run is yielded. */
   private yielded = 0;
   /** The sort's buffers: made by the first sort, kept for the store's life (the spill reuses them too). */
   private sorter: RunSorter | null = null;
+  /** The runs still to come of a sortedRunsBelow() that is between pieces (its caller holds the last one). */
+  private drainRest: Generator<Uint8Array> | null = null;
   private readonly pool: BlockPool;
   private lists: ListSet;
   /** Buckets b and b' share pool group b >>> groupShift: groups of consecutive buckets. */
@@ -285,6 +289,15 @@ export class BucketStore {
   *sortedRuns(): Generator<Uint8Array> {
     assert(!this.sealed, "sortedRuns called twice");
     this.sealed = true;
+    const drainRest = this.drainRest;
+    if (drainRest !== null) {
+      // A drain is between pieces (a spill came while its caller writes one): its
+      // other runs come first, and it then ends. Sorted in new buffers: the run in
+      // the caller's hands stays valid (one more pair of buffers until it is done).
+      this.drainRest = null;
+      this.sorter = null;
+      yield* drainRest;
+    }
     yield* this.sortBuckets(this.drained, this.bucketCount, true);
     assert(this.yielded === this.recordCount, `yielded ${this.yielded} of ${this.recordCount} records`);
   }
@@ -305,7 +318,13 @@ export class BucketStore {
     this.edgeLow32 = Math.max(this.edgeLow32, next32);
     const from = this.drained;
     this.drained = end;
-    yield* this.sortBuckets(from, end, false);
+    const runs = this.sortBuckets(from, end, false);
+    this.drainRest = runs;
+    try {
+      yield* runs;
+    } finally {
+      if (this.drainRest === runs) this.drainRest = null;
+    }
   }
 
   /** The largest first-32-bit value bucket b can hold. */
@@ -326,15 +345,16 @@ export class BucketStore {
       counts[b - from] = this.lists.sealList(b);
       largest = Math.max(largest, counts[b - from]);
     }
-    const sorter = this.sorterFor(giveBack ? Math.min(largest, splitAboveRecords) : splitAboveRecords);
+    const runRecords = this.sorterFor(
+      giveBack ? Math.min(largest, splitAboveRecords) : splitAboveRecords,
+    ).runRecords;
     const groupShift = this.groupShift;
     const groupBuckets = 1 << groupShift;
     for (let b = from; b < end; b++) {
       const group = b >>> groupShift;
       const n = counts[b - from];
       if (n > 0) {
-        yield* this.sortList(sorter, this.lists.head[b], n, this.firstVaryingBit(b), 0, group);
-        this.yielded += n;
+        yield* this.sortList(runRecords, this.lists.head[b], n, this.firstVaryingBit(b), 0, group);
       }
       // The caller is done with the group's last run: its memory can serve the output.
       if ((b + 1) % groupBuckets === 0 || b === this.bucketCount - 1) this.pool.releaseGroup(group, giveBack);
@@ -372,10 +392,11 @@ export class BucketStore {
   /**
    * Yield the records of the list starting at block `head` (`n` records, equal
    * before bit `bit`) as sorted runs, freeing its blocks: sorted in one piece when
-   * it fits the run buffer, else split by its next varying digit.
+   * it fits `runRecords`, else split by its next varying digit. The buffers are
+   * taken (sorterFor) where they are written, never held across a yield.
    */
   private *sortList(
-    sorter: RunSorter,
+    runRecords: number,
     head: number,
     n: number,
     bit: number,
@@ -384,7 +405,8 @@ export class BucketStore {
   ): Generator<Uint8Array> {
     assert(level < maxSplitLevels, "split depth");
     const pool = this.pool;
-    if (n <= sorter.runRecords) {
+    if (n <= runRecords) {
+      const sorter = this.sorterFor(runRecords);
       let pos = 0;
       for (let id = head; id >= 0; ) {
         const records = pool.view(id);
@@ -396,6 +418,7 @@ export class BucketStore {
       }
       assert(pos === n * RECORD_BYTES, "list holds its record count");
       sortRecordsInto(sorter.bucket, n, sorter.run, bit);
+      this.yielded += n; // handed out as it is yielded: heldRecords is right while the caller writes it
       yield sorter.run.subarray(0, pos);
       return;
     }
@@ -406,11 +429,14 @@ export class BucketStore {
     if (differ >= RECORD_BYTES) {
       // Identical records: already sorted. Packed into the run buffer so the
       // writer gets ~2 MiB runs, not one 32 KB write per block.
+      let sorter = this.sorterFor(runRecords);
       let pos = 0;
       for (let id = head; id >= 0; ) {
         const records = pool.view(id);
         if (pos + records.length > sorter.run.length) {
+          this.yielded += pos / RECORD_BYTES;
           yield sorter.run.subarray(0, pos);
+          sorter = this.sorterFor(runRecords); // new buffers if sortedRuns() took over meanwhile
           pos = 0;
         }
         sorter.run.set(records, pos);
@@ -419,6 +445,7 @@ export class BucketStore {
         pool.release(id);
         id = next;
       }
+      this.yielded += pos / RECORD_BYTES;
       yield sorter.run.subarray(0, pos);
       return;
     }
@@ -432,7 +459,7 @@ export class BucketStore {
     assert(total === n, `split kept ${total} of ${n} records`);
     for (let d = 0; d < DIGIT_VALUES; d++) {
       if (counts[d] === 0) continue;
-      yield* this.sortList(sorter, children.head[d], counts[d], bit + 8, level + 1, group);
+      yield* this.sortList(runRecords, children.head[d], counts[d], bit + 8, level + 1, group);
     }
   }
 

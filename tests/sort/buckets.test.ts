@@ -328,3 +328,480 @@ describe("BucketStore: misuse is an assertion failure", () => {
     );
   });
 });
+
+// ---------------------------------------------------------------------------
+// Draining early (key-range rounds): sortedRunsBelow(mark) while adds go on.
+// ---------------------------------------------------------------------------
+
+const P16 = 2 ** 16;
+
+/** The 48-bit prefix of the record at `o` (first 6 key bytes, big-endian), computed here, not by src/. */
+function prefixAt(data: Uint8Array, o: number): number {
+  let p = 0;
+  for (let i = 0; i < 6; i++) p = p * 256 + data[o + i];
+  return p;
+}
+
+/** A uniform integer in [0, n) for n up to 2^48 (two draws: one would leave the low 16 bits 0). */
+function randomBelow(random: () => number, n: number): number {
+  const x = Math.floor(random() * 2 ** 26) * 2 ** 26 + Math.floor(random() * 2 ** 26);
+  return x % n;
+}
+
+/** `count` random records with prefixes uniform in [start, end), then one at each prefix of `extra`. */
+function recordsIn(
+  random: () => number,
+  count: number,
+  start: number,
+  end: number,
+  extra: number[] = [],
+): Uint8Array {
+  const total = count + extra.length;
+  const data = new Uint8Array(total * RECORD_BYTES);
+  const words = new Uint32Array(data.buffer);
+  for (let i = 0; i < words.length; i++) words[i] = random() * 2 ** 32;
+  for (let r = 0; r < total; r++) {
+    const p = r < count ? start + randomBelow(random, end - start) : extra[r - count];
+    if (p < start || p >= end) throw new Error(`test bug: prefix ${p} outside [${start}, ${end})`);
+    writePrefix(data, r * RECORD_BYTES, p);
+  }
+  return data;
+}
+
+/** The records of `data` whose prefix lies in [from, to), in their order in `data`. */
+function recordsBetween(data: Uint8Array, from: number, to: number): Uint8Array {
+  const kept: number[] = [];
+  for (let o = 0; o < data.length; o += RECORD_BYTES) {
+    const p = prefixAt(data, o);
+    if (from <= p && p < to) kept.push(o);
+  }
+  const out = new Uint8Array(kept.length * RECORD_BYTES);
+  kept.forEach((o, i) => {
+    out.set(data.subarray(o, o + RECORD_BYTES), i * RECORD_BYTES);
+  });
+  return out;
+}
+
+function countBelow(data: Uint8Array, bound: number): number {
+  let n = 0;
+  for (let o = 0; o < data.length; o += RECORD_BYTES) if (prefixAt(data, o) < bound) n++;
+  return n;
+}
+
+/** Run a generator to its end, copying each piece (the store reuses its buffers); checks the pieces' shape. */
+function copyAll(pieces: Iterable<Uint8Array>): Buffer[] {
+  const out: Buffer[] = [];
+  for (const piece of pieces) {
+    expect(piece.length % RECORD_BYTES).toBe(0);
+    expect(piece.length).toBeGreaterThan(0);
+    out.push(Buffer.from(piece));
+  }
+  return out;
+}
+
+function bytesOf(pieces: Buffer[]): number {
+  return pieces.reduce((sum, p) => sum + p.length, 0);
+}
+
+/** One record with 48-bit prefix p (the rest random-ish but fixed). */
+function recordAt(p: number, fill = 0x33): Uint8Array {
+  const record = new Uint8Array(RECORD_BYTES).fill(fill);
+  writePrefix(record, 0, p);
+  return record;
+}
+
+/**
+ * A store's key range and how it is cut into buckets, derived here from the
+ * documented layout (aligned blocks of 32-bit prefixes; for a power-of-two
+ * fraction of the key space, `buckets` equal slices), not from private fields.
+ */
+interface DrainCase {
+  name: string;
+  start: number;
+  end: number;
+  expectedRecords: number;
+  count: number;
+  slices: number;
+  /** The last mark: the range end, or past it (a round's end beyond this peer's range). */
+  finalMark: number;
+  /** Bucket width in 48-bit prefixes when the range splits evenly (else null: not derived). */
+  evenBuckets: boolean;
+  /** The store's first bucket boundary at or after every prefix of the range (a range inside one 32-bit prefix: its end). */
+  oneBucketEnd?: number;
+}
+
+/** The highest bucket boundary at or below `mark`: everything below it is drained by sortedRunsBelow(mark). */
+function drainedBoundary(c: DrainCase, buckets: number, mark: number): number | null {
+  if (c.oneBucketEnd !== undefined) return mark >= c.oneBucketEnd ? c.end : c.start;
+  if (!c.evenBuckets) return null;
+  const width = (c.end - c.start) / buckets;
+  const m = Math.min(mark, c.end);
+  return m <= c.start ? c.start : c.start + Math.floor((m - c.start) / width) * width;
+}
+
+/**
+ * R-1 slice boundaries in (start, end): arbitrary 48-bit prefixes, 2^16
+ * multiples, exact bucket edges and their neighbours, and repeats (empty slices).
+ */
+function sliceBounds(random: () => number, c: DrainCase, bucketEdges: number[]): number[] {
+  const inner: number[] = [];
+  for (let k = 0; k < c.slices - 1; k++) {
+    let b = c.start + 1 + randomBelow(random, c.end - c.start - 1);
+    const kind = k % 5;
+    if (kind === 1) b = Math.max(c.start + 1, Math.floor(b / P16) * P16);
+    if (kind === 2 && inner.length > 0) b = inner[inner.length - 1];
+    if (kind >= 3 && bucketEdges.length > 0) {
+      b = bucketEdges[(random() * bucketEdges.length) | 0] + (kind === 4 ? Math.sign(random() - 0.5) : 0);
+      b = Math.min(c.end - 1, Math.max(c.start + 1, b));
+    }
+    inner.push(b);
+  }
+  inner.sort((a, b) => a - b);
+  return [c.start, ...inner, c.end];
+}
+
+function checkDrainedRounds(c: DrainCase, seed: number): void {
+  const random = prng(seed);
+  const store = new BucketStore({ rangeStart: c.start, rangeEnd: c.end, expectedRecords: c.expectedRecords });
+  const buckets = store.buckets;
+  const bucketEdges: number[] = [];
+  if (c.evenBuckets) {
+    for (let b = 1; b < buckets; b++) bucketEdges.push(c.start + ((c.end - c.start) / buckets) * b);
+  }
+  const bounds = sliceBounds(random, c, bucketEdges);
+  // Records at the range ends and on both sides of every slice boundary.
+  const extra = [c.start, c.end - 1];
+  for (const b of bounds.slice(1, -1)) extra.push(b, b - 1);
+  const data = recordsIn(random, c.count, c.start, c.end, extra);
+  const total = data.length / RECORD_BYTES;
+  const reference = referenceSort(data);
+
+  const out: Buffer[] = [];
+  let added = 0;
+  for (let s = 0; s + 1 < bounds.length; s++) {
+    const slice = recordsBetween(data, bounds[s], bounds[s + 1]);
+    addInBatches(store, slice, random, 500);
+    added += slice.length / RECORD_BYTES;
+    expect(store.records).toBe(added);
+    expect(store.heldRecords).toBe(added - bytesOf(out) / RECORD_BYTES);
+    const mark = s + 2 === bounds.length ? c.finalMark : bounds[s + 1];
+    const pieces = copyAll(store.sortedRunsBelow(mark));
+    // Only records below the mark, and exactly those of the buckets wholly below it.
+    for (const piece of pieces) expect(prefixAt(piece, piece.length - RECORD_BYTES)).toBeLessThan(mark);
+    out.push(...pieces);
+    const outRecords = bytesOf(out) / RECORD_BYTES;
+    const boundary = drainedBoundary(c, buckets, mark);
+    if (boundary !== null) expect(outRecords).toBe(countBelow(data, boundary));
+    // Everything handed out so far is the sorted output's prefix: nothing twice, nothing skipped.
+    expect(Buffer.concat(out).equals(reference.subarray(0, outRecords * RECORD_BYTES))).toBe(true);
+    expect(store.records).toBe(added);
+    expect(store.heldRecords).toBe(added - outRecords);
+    // Drained chunks stay resident for the later buckets.
+    expect(store.givenBackBytes).toBe(0);
+  }
+  expect(added).toBe(total);
+  out.push(...copyAll(store.sortedRuns()));
+  expect(Buffer.concat(out).equals(reference)).toBe(true);
+  expect(store.records).toBe(total);
+  expect(store.heldRecords).toBe(0);
+  expect(store.heldBytes).toBe(0);
+}
+
+describe("BucketStore: draining below a mark while adds go on", () => {
+  const narrow32 = 0x12345678;
+  const cases: DrainCase[] = [
+    {
+      name: "a 4-peer bits range, 512 buckets in 8 groups",
+      start: rangeStart(1, 4),
+      end: rangeEnd(1, 4),
+      expectedRecords: 2_700_000,
+      count: 20_000,
+      slices: 11,
+      finalMark: rangeEnd(1, 4),
+      evenBuckets: true,
+    },
+    {
+      name: "the full range, 16 buckets, last mark 2^48",
+      start: 0,
+      end: 2 ** 48,
+      expectedRecords: 20_000,
+      count: 20_000,
+      slices: 9,
+      finalMark: 2 ** 48,
+      evenBuckets: true,
+    },
+    {
+      name: "a narrow range inside one 32-bit prefix (one bucket: nothing drains before the end)",
+      start: narrow32 * P16 + 1000,
+      end: narrow32 * P16 + 50_000,
+      expectedRecords: 20_000,
+      count: 15_000,
+      slices: 8,
+      finalMark: narrow32 * P16 + 50_000,
+      evenBuckets: false,
+      oneBucketEnd: (narrow32 + 1) * P16,
+    },
+    {
+      name: "a 3-peer range (ends inside 32-bit prefixes), last mark past the range",
+      start: rangeStart(1, 3),
+      end: rangeEnd(1, 3),
+      expectedRecords: 200_000,
+      count: 20_000,
+      slices: 10,
+      finalMark: 2 ** 48,
+      evenBuckets: false,
+    },
+  ];
+  for (const c of cases) {
+    test(`${c.name}: drained prefix + sortedRuns equal a memcmp sort`, () => {
+      checkDrainedRounds(c, c.slices * 1000 + c.count);
+    });
+  }
+});
+
+describe("BucketStore: draining, interleaved and at odd marks", () => {
+  // A 4-peer range in 16 equal buckets sharing one group (expectedRecords 0).
+  const start = rangeStart(1, 4);
+  const end = rangeEnd(1, 4);
+  const width = (end - start) / 16;
+  const make = () => new BucketStore({ rangeStart: start, rangeEnd: end, expectedRecords: 0 });
+
+  /** `count` records all on 48-bit prefix p, the rest of each record random. */
+  const hotRecords = (random: () => number, count: number, p: number) => recordsIn(random, count, p, p + 1);
+
+  test("adds above the mark between the pieces of a drain (splits included) still give the exact output", () => {
+    const random = prng(61);
+    const store = make();
+    expect(store.buckets).toBe(16);
+    expect(store.groups).toBe(1);
+    // Bucket 1 and bucket 5 each hold one hot prefix, far above the split size: drained in many pieces.
+    const sliceA = Buffer.concat([
+      recordsIn(random, 4_000, start, start + 4 * width),
+      hotRecords(random, 30_000, start + width + 12_345 * P16 + 7),
+    ]);
+    const mark1 = start + 4 * width + 999; // inside bucket 4: buckets 0-3 drain
+    const sliceB = Buffer.concat([
+      recordsIn(random, 12_000, mark1, start + 10 * width),
+      hotRecords(random, 25_000, start + 5 * width + 77),
+    ]);
+    const mark2 = start + 10 * width; // a bucket edge: buckets 4-9 drain
+    const sliceC = recordsIn(random, 20_000, mark2, end);
+    const all = Buffer.concat([sliceA, sliceB, sliceC]);
+    const reference = referenceSort(all);
+
+    addInBatches(store, sliceA, random, 700);
+    let added = sliceA.length / RECORD_BYTES;
+    const out: Buffer[] = [];
+    let outRecords = 0;
+    /** Drain below `mark`, adding a random batch of `next` (all above the mark) after every piece. */
+    const interleave = (mark: number, next: Uint8Array) => {
+      let done = 0;
+      const drain = store.sortedRunsBelow(mark);
+      for (let step = drain.next(); !step.done; step = drain.next()) {
+        out.push(Buffer.from(step.value));
+        outRecords += step.value.length / RECORD_BYTES;
+        expect(store.heldRecords).toBe(added - outRecords);
+        const take = Math.min(next.length - done, ((random() * 300) | 0) * RECORD_BYTES);
+        addInBatches(store, next.subarray(done, done + take), random, 120);
+        done += take;
+        added += take / RECORD_BYTES;
+        expect(store.records).toBe(added);
+      }
+      addInBatches(store, next.subarray(done), random, 700);
+      added += (next.length - done) / RECORD_BYTES;
+      expect(done).toBeGreaterThan(0);
+    };
+    interleave(mark1, sliceB);
+    expect(bytesOf(out)).toBe(countBelow(all, start + 4 * width) * RECORD_BYTES);
+    interleave(mark2, sliceC);
+    expect(bytesOf(out)).toBe(countBelow(all, mark2) * RECORD_BYTES);
+    expect(out.length).toBeGreaterThan(100);
+    expect(Buffer.concat(out).equals(reference.subarray(0, bytesOf(out)))).toBe(true);
+    out.push(...copyAll(store.sortedRuns()));
+    expect(Buffer.concat(out).equals(reference)).toBe(true);
+    expect(store.records).toBe(all.length / RECORD_BYTES);
+    expect(store.heldRecords).toBe(0);
+  });
+
+  test("a record for a drained bucket is an assertion naming the sorted part; outside the range, the old one", () => {
+    const random = prng(62);
+    const store = make();
+    const mark = start + 3 * width + 5; // inside bucket 3: buckets 0-2 drain
+    const edge = start + 3 * width;
+    const first = recordsIn(random, 3_000, start, mark, [start, edge - 1, edge, mark - 1]);
+    addInBatches(store, first, random, 400);
+    const out = copyAll(store.sortedRunsBelow(mark));
+    expect(bytesOf(out)).toBe(countBelow(first, edge) * RECORD_BYTES);
+    const accepted: Uint8Array[] = [first];
+    /** Add one record, through the aligned path or (odd offset) the staging copy. */
+    const addOne = (p: number, offset: number) => {
+      const buf = new Uint8Array(RECORD_BYTES + offset);
+      buf.set(recordAt(p, 0x40 + offset), offset);
+      store.add(buf, offset, RECORD_BYTES);
+      accepted.push(buf.subarray(offset));
+    };
+    const below = [edge - 1, edge - P16, start, start + width + 5 * P16 + 3, start + 2 * width];
+    for (const p of below) {
+      for (const offset of [0, 1]) {
+        expect(() => addOne(p, offset)).toThrow(/arrived after its part of the range was sorted/);
+        expect(() => addOne(p, offset)).toThrow(`(below ${edge})`);
+      }
+    }
+    for (const p of [start - 1, end, 0, 2 ** 48 - 1]) {
+      for (const offset of [0, 3]) expect(() => addOne(p, offset)).toThrow(/outside this peer's range/);
+    }
+    // The undrained bucket holding the mark still takes records, below the mark too.
+    for (const p of [edge, edge + 3, mark - 1, mark, end - 1]) {
+      for (const offset of [0, 2]) expect(() => addOne(p, offset)).not.toThrow();
+    }
+    expect(store.records).toBe(first.length / RECORD_BYTES + 5 * 2);
+    out.push(...copyAll(store.sortedRuns()));
+    expect(Buffer.concat(out).equals(referenceSort(Buffer.concat(accepted)))).toBe(true);
+
+    // Drained to the end of the whole key space: every record arrives too late, none is "outside".
+    const full = new BucketStore({ rangeStart: 0, rangeEnd: 2 ** 48, expectedRecords: 0 });
+    full.add(recordAt(5), 0, RECORD_BYTES);
+    expect(copyAll(full.sortedRunsBelow(2 ** 48)).length).toBe(1);
+    for (const p of [0, 2 ** 47, 2 ** 48 - 1]) {
+      expect(() => full.add(recordAt(p), 0, RECORD_BYTES)).toThrow(/arrived after its part/);
+    }
+    expect(copyAll(full.sortedRuns()).length).toBe(0);
+  });
+
+  test("a mark inside a bucket drains only the buckets wholly below it; the rest comes later", () => {
+    // Two layouts: one bucket per 32-bit prefix, and 16 wide buckets of a 4-peer range.
+    const p32 = 1_000 * 16;
+    const layouts = [
+      { start: p32 * P16, end: (p32 + 16) * P16, width: P16 },
+      { start, end, width },
+    ];
+    for (const [i, layout] of layouts.entries()) {
+      const random = prng(63 + i);
+      const store = new BucketStore({ rangeStart: layout.start, rangeEnd: layout.end, expectedRecords: 0 });
+      expect(store.buckets).toBe(16);
+      const edge = layout.start + 5 * layout.width; // bucket 5 starts here
+      const mark = edge + Math.floor(layout.width / 3) + 7;
+      const data = Buffer.concat([
+        recordsIn(random, 8_000, layout.start, layout.end, [edge - 1, edge, mark - 1, mark]),
+        recordsIn(random, 1_000, edge, mark), // below the mark, in the undrained bucket
+      ]);
+      const below = recordsBetween(data, layout.start, mark);
+      addInBatches(store, below, random, 600);
+      const out = copyAll(store.sortedRunsBelow(mark));
+      const drained = bytesOf(out) / RECORD_BYTES;
+      // Exactly the records below the bucket edge (counted here from the prefixes)...
+      expect(drained).toBe(countBelow(data, edge));
+      // ...so those below the mark but past the edge are still held, and come out at the end.
+      const pending = countBelow(data, mark) - countBelow(data, edge);
+      expect(pending).toBeGreaterThan(1_000);
+      expect(store.heldRecords).toBe(pending);
+      // The same mark again, or one still inside bucket 5, drains nothing more.
+      expect(copyAll(store.sortedRunsBelow(mark)).length).toBe(0);
+      expect(copyAll(store.sortedRunsBelow(edge + layout.width - 1)).length).toBe(0);
+      addInBatches(store, recordsBetween(data, mark, layout.end), random, 600);
+      const rest = copyAll(store.sortedRuns());
+      const restRecords = bytesOf(rest) / RECORD_BYTES;
+      expect(restRecords).toBe(data.length / RECORD_BYTES - drained);
+      // The pending records below the mark lead the final runs.
+      expect(prefixAt(rest[0], 0)).toBeGreaterThanOrEqual(edge);
+      expect(Buffer.concat([...out, ...rest]).equals(referenceSort(data))).toBe(true);
+    }
+  });
+});
+
+describe("BucketStore: memory while draining", () => {
+  test("drained groups' chunks stay resident and later groups reuse them: the pool does not grow", () => {
+    // 64 buckets of one 32-bit prefix each, one bucket per group (16M records expected).
+    const p32 = 64 * 1_000;
+    const random = prng(71);
+    const store = new BucketStore({
+      rangeStart: p32 * P16,
+      rangeEnd: (p32 + 64) * P16,
+      expectedRecords: 16_000_000,
+    });
+    expect(store.buckets).toBe(64);
+    expect(store.groups).toBe(64);
+    const all: Uint8Array[] = [];
+    const out: Buffer[] = [];
+    let firstSlab = 0;
+    for (let k = 0; k < 8; k++) {
+      // Each slice fills 8 groups (one chunk each), which the drain then empties.
+      const from = (p32 + 8 * k) * P16;
+      const slice = recordsIn(random, 1_600, from, from + 8 * P16);
+      all.push(slice);
+      addInBatches(store, slice, random, 500);
+      if (k === 0) firstSlab = store.slabBytes;
+      expect(store.slabBytes).toBe(firstSlab);
+      expect(store.heldBytes).toBe(8 * 2 ** 21);
+      out.push(...copyAll(store.sortedRunsBelow(from + 8 * P16)));
+      expect(store.givenBackBytes).toBe(0);
+      expect(store.heldBytes).toBe(0);
+    }
+    expect(firstSlab).toBe(8 * 2 ** 21);
+    expect(copyAll(store.sortedRuns()).length).toBe(0);
+    expect(Buffer.concat(out).equals(referenceSort(Buffer.concat(all)))).toBe(true);
+  });
+
+  test("within one group, the blocks of drained buckets are reused by later buckets", () => {
+    // 16 buckets of one 32-bit prefix each, all in one group; each slice needs ~10 of a chunk's 64 blocks.
+    const p32 = 16 * 3_000;
+    const random = prng(72);
+    const store = new BucketStore({ rangeStart: p32 * P16, rangeEnd: (p32 + 16) * P16, expectedRecords: 0 });
+    expect(store.buckets).toBe(16);
+    expect(store.groups).toBe(1);
+    const all: Uint8Array[] = [];
+    const out: Buffer[] = [];
+    for (let k = 0; k < 8; k++) {
+      const from = (p32 + 2 * k) * P16;
+      const slice = recordsIn(random, 3_000, from, from + 2 * P16);
+      all.push(slice);
+      addInBatches(store, slice, random, 500);
+      expect(store.slabBytes).toBe(2 ** 21);
+      out.push(...copyAll(store.sortedRunsBelow(from + 2 * P16)));
+      expect(store.givenBackBytes).toBe(0);
+    }
+    expect(Buffer.concat(out).equals(referenceSort(Buffer.concat(all)))).toBe(true);
+  });
+});
+
+describe("BucketStore: reset after a drain (the spill path)", () => {
+  test("drain, sortedRuns, reset, more adds above the mark: those records come out sorted", () => {
+    const start = rangeStart(2, 4);
+    const end = rangeEnd(2, 4);
+    const width = (end - start) / 16;
+    const random = prng(81);
+    const store = new BucketStore({ rangeStart: start, rangeEnd: end, expectedRecords: 0 });
+    expect(store.buckets).toBe(16);
+    const mark = start + 5 * width + 12_345;
+    const edge = start + 5 * width;
+    // Round one: drain below the mark, then the spill sorts the rest.
+    const one = recordsIn(random, 10_000, start, end);
+    addInBatches(store, recordsBetween(one, start, mark), random, 800);
+    const drained = copyAll(store.sortedRunsBelow(mark));
+    expect(bytesOf(drained)).toBe(countBelow(one, edge) * RECORD_BYTES);
+    addInBatches(store, recordsBetween(one, mark, end), random, 800);
+    const spilled = copyAll(store.sortedRuns());
+    expect(Buffer.concat([...drained, ...spilled]).equals(referenceSort(one))).toBe(true);
+    expect(store.heldBytes).toBe(0);
+    store.reset();
+    expect(store.records).toBe(0);
+    expect(store.heldRecords).toBe(0);
+    // Round two, in the same memory: records from the undrained part, another drain, the final runs.
+    const slab = store.slabBytes;
+    const two = recordsIn(random, 10_000, edge, end, [edge, end - 1]);
+    const mark2 = start + 11 * width;
+    addInBatches(store, recordsBetween(two, edge, mark2), random, 800);
+    expect(store.records).toBe(countBelow(two, mark2));
+    const out = copyAll(store.sortedRunsBelow(mark2));
+    expect(bytesOf(out)).toBe(countBelow(two, mark2) * RECORD_BYTES);
+    addInBatches(store, recordsBetween(two, mark2, end), random, 800);
+    out.push(...copyAll(store.sortedRuns()));
+    expect(Buffer.concat(out).equals(referenceSort(two))).toBe(true);
+    expect(store.records).toBe(two.length / RECORD_BYTES);
+    expect(store.heldRecords).toBe(0);
+    expect(store.slabBytes).toBe(slab);
+    // The drained part stays refused after a reset: its buckets are never sorted again.
+    store.reset();
+    expect(() => store.add(recordAt(edge - 1), 0, RECORD_BYTES)).toThrow(/arrived after its part/);
+  });
+});

@@ -10,6 +10,7 @@ import {
   maxSpillRunBytes,
   minimumStoreBytes,
   minMergeFanIn,
+  type SpillEvent,
   SpillingStore,
   type SpillingStoreOptions,
 } from "../../src/sort/spill.ts";
@@ -400,5 +401,288 @@ describe("SpillingStore: nothing left behind", () => {
       }
     },
     { timeout: 60_000 },
+  );
+});
+
+// ---------------------------------------------------------------------------
+// Draining early (key-range rounds): sortedChunksBelow(mark) while adds go on.
+// ---------------------------------------------------------------------------
+
+const P16 = 2 ** 16;
+
+/** The 48-bit prefix of the record at `o` (first 6 key bytes, big-endian), computed here, not by src/. */
+function prefixAt(data: Uint8Array, o: number): number {
+  let p = 0;
+  for (let i = 0; i < 6; i++) p = p * 256 + data[o + i];
+  return p;
+}
+
+/** The records of `data` whose prefix lies in [from, to), in their order in `data`. */
+function recordsBetween(data: Uint8Array, from: number, to: number): Uint8Array {
+  const kept: number[] = [];
+  for (let o = 0; o < data.length; o += RECORD_BYTES) {
+    const p = prefixAt(data, o);
+    if (from <= p && p < to) kept.push(o);
+  }
+  const out = new Uint8Array(kept.length * RECORD_BYTES);
+  kept.forEach((o, i) => {
+    out.set(data.subarray(o, o + RECORD_BYTES), i * RECORD_BYTES);
+  });
+  return out;
+}
+
+/** Independent reference: whole records compared with Buffer.compare (memcmp). */
+function referenceSort(data: Uint8Array): Buffer {
+  const records: Buffer[] = [];
+  for (let o = 0; o < data.length; o += RECORD_BYTES)
+    records.push(Buffer.from(data.subarray(o, o + RECORD_BYTES)));
+  records.sort(Buffer.compare);
+  return Buffer.concat(records, data.length);
+}
+
+interface DrainedRun {
+  sorted: Buffer;
+  /** Records handed out by sortedChunksBelow. */
+  drained: number;
+  /** Each spill, with the records added and drained before the add that caused it. */
+  spills: { event: SpillEvent; addedBefore: number; drainedBefore: number }[];
+  store: SpillingStore;
+  /** Records held when sortedChunks() began. */
+  heldAtEnd: number;
+}
+
+/**
+ * Key-range rounds through a SpillingStore: the records of each slice
+ * [bounds[s], bounds[s+1]) are added in mesh-sized batches, then
+ * sortedChunksBelow(bounds[s+1]); at the end sortedChunks(). Checks the
+ * counts at every step and that the drained part is the reference's prefix.
+ */
+function drainedRounds(
+  data: Uint8Array,
+  bounds: number[],
+  options: Omit<SpillingStoreOptions, "tempDir" | "onSpill">,
+): DrainedRun {
+  const reference = referenceSort(data);
+  const dir = freshDir();
+  let added = 0;
+  let drained = 0;
+  const spills: DrainedRun["spills"] = [];
+  const store = new SpillingStore({
+    ...options,
+    tempDir: dir,
+    onSpill: (event) => spills.push({ event, addedBefore: added, drainedBefore: drained }),
+  });
+  const out: Buffer[] = [];
+  const batch = 2560 * RECORD_BYTES;
+  for (let s = 0; s + 1 < bounds.length; s++) {
+    const slice = recordsBetween(data, bounds[s], bounds[s + 1]);
+    for (let o = 0; o < slice.length; o += batch) {
+      const length = Math.min(batch, slice.length - o);
+      store.add(slice, o, length);
+      added += length / RECORD_BYTES;
+      expect(store.records).toBe(added);
+    }
+    const spilledBefore = spills.length > 0;
+    const pieces = Array.from(store.sortedChunksBelow(bounds[s + 1]), (c) => Buffer.from(c));
+    // After a spill the merge gives the rest: nothing drains early any more.
+    if (spilledBefore) expect(pieces.length).toBe(0);
+    for (const piece of pieces) {
+      expect(piece.length % RECORD_BYTES).toBe(0);
+      expect(prefixAt(piece, piece.length - RECORD_BYTES)).toBeLessThan(bounds[s + 1]);
+      out.push(piece);
+      drained += piece.length / RECORD_BYTES;
+    }
+    expect(Buffer.concat(out).equals(reference.subarray(0, drained * RECORD_BYTES))).toBe(true);
+    expect(store.records).toBe(added);
+    if (spills.length === 0) expect(store.heldRecords).toBe(added - drained);
+  }
+  expect(added).toBe(data.length / RECORD_BYTES);
+  // Every run holds exactly what was held when it was cut: no drained record.
+  let spilled = 0;
+  for (const { event, addedBefore, drainedBefore } of spills) {
+    expect(drainedBefore).toBe(drained);
+    expect(event.records).toBe(addedBefore - drainedBefore - spilled);
+    expect(event.bytes).toBe(event.records * RECORD_BYTES);
+    spilled += event.records;
+  }
+  const heldAtEnd = store.heldRecords;
+  expect(drained + spilled + heldAtEnd).toBe(added);
+  const rest = Array.from(store.sortedChunks(), (c) => Buffer.from(c));
+  const sorted = Buffer.concat([...out, ...rest]);
+  expect(sorted.equals(reference)).toBe(true);
+  if (spills.length > 0) expect(store.figures.mergeTotalBytes).toBe((added - drained) * RECORD_BYTES);
+  expect(readdirSync(dir)).toEqual([]);
+  return { sorted, drained, spills, store, heldAtEnd };
+}
+
+describe("SpillingStore: draining below a mark", () => {
+  test("no spill: drained chunks + sortedChunks are the exact sort, records counts drained and held", () => {
+    const [peer, peers] = [2, 4];
+    const start = rangeStart(peer, peers);
+    const end = rangeEnd(peer, peers);
+    const w = end - start;
+    const data = makeRecords(91, 60_000, peer, peers, "uniform");
+    // Arbitrary prefixes, a bucket edge (1/4), a repeat (an empty slice), a 2^16 multiple.
+    const bounds = [
+      start,
+      start + Math.floor(0.13 * w) + 5,
+      start + w / 4,
+      start + w / 4,
+      start + w / 2 + 1,
+      start + Math.floor((0.77 * w) / P16) * P16,
+      end,
+    ];
+    const run = drainedRounds(data, bounds, {
+      rangeStart: start,
+      rangeEnd: end,
+      expectedRecords: 60_000,
+      budgetBytes: 64 * MB,
+    });
+    expect(run.store.plannedSpill).toBe(false);
+    expect(run.spills.length).toBe(0);
+    expect(run.drained).toBeGreaterThan(50_000);
+    expect(run.store.figures.spills).toBe(0);
+  });
+
+  /** Slice bounds for the full range: a first slice that fits one chunk, then slices past the run limit. */
+  const spillBounds = [0, 2 * 2 ** 44 + 12_345, 5 * 2 ** 44, 9 * 2 ** 44 + 3 * P16, 2 ** 48 - 1, 2 ** 48];
+
+  test(
+    "drain, then planned spills (small runs): nothing drains after a spill, runs hold only undrained records",
+    () => {
+      const data = makeRecords(92, 100_000, 0, 1, "uniform");
+      const run = drainedRounds(data, spillBounds, {
+        rangeStart: 0,
+        rangeEnd: 2 ** 48,
+        expectedRecords: 10_000_000,
+        budgetBytes: 64 * MB,
+        maxRunBytes: 6 * MB,
+      });
+      expect(run.store.plannedSpill).toBe(true);
+      expect(run.spills.length).toBeGreaterThanOrEqual(2);
+      // The first slice (12.5% of the records) drained before any spill.
+      expect(run.spills[0].drainedBefore).toBe(run.drained);
+      expect(run.drained).toBeGreaterThan(10_000);
+    },
+    heavyTimeoutMs,
+  );
+
+  test(
+    "drain, then a share that outgrows its estimate spills at the minimum budget: still exact",
+    () => {
+      const data = makeRecords(93, 100_000, 0, 1, "uniform");
+      const run = drainedRounds(data, spillBounds, {
+        rangeStart: 0,
+        rangeEnd: 2 ** 48,
+        expectedRecords: 1_000,
+        budgetBytes: minimumStoreBytes(),
+      });
+      expect(run.store.plannedSpill).toBe(false);
+      expect(run.spills.length).toBeGreaterThanOrEqual(1);
+      expect(run.drained).toBeGreaterThan(10_000);
+    },
+    heavyTimeoutMs,
+  );
+
+  test(
+    "skewed keys (90% on one prefix, drained in split pieces) with drains, with and without spills",
+    () => {
+      const [peer, peers] = [1, 4];
+      const start = rangeStart(peer, peers);
+      const end = rangeEnd(peer, peers);
+      const data = makeRecords(94, 60_000, peer, peers, "skewed");
+      // The hot prefix: the most common one.
+      const counts = new Map<number, number>();
+      for (let o = 0; o < data.length; o += RECORD_BYTES) {
+        const p = prefixAt(data, o);
+        counts.set(p, (counts.get(p) ?? 0) + 1);
+      }
+      const hot = [...counts.entries()].sort((a, b) => b[1] - a[1])[0][0];
+      expect(counts.get(hot)).toBeGreaterThan(50_000);
+      // A slice up to the hot prefix, one of it alone, one up to its 32-bit prefix's end, the rest.
+      const bounds = [start, hot, hot + 1, (Math.floor(hot / P16) + 1) * P16, end].filter(
+        (b, i, all) => i === 0 || b > all[i - 1],
+      );
+      const options = { rangeStart: start, rangeEnd: end, expectedRecords: 60_000 };
+      const roomy = drainedRounds(data, bounds, { ...options, budgetBytes: 64 * MB });
+      expect(roomy.spills.length).toBe(0);
+      expect(roomy.drained).toBeGreaterThan(54_000);
+      const tight = drainedRounds(data, bounds, { ...options, budgetBytes: minimumStoreBytes() });
+      expect(tight.spills.length).toBeGreaterThanOrEqual(1);
+    },
+    heavyTimeoutMs,
+  );
+
+  test(
+    "an add that spills while a drain is between pieces: the piece in hand stays intact, the output exact",
+    () => {
+      const mark = 2 * 2 ** 44 + 12_345;
+      const hot = 2 ** 44 + 99 * P16 + 5; // in bucket 1 of 16: split, drained in many pieces
+      for (const [planned, hotRecords, take] of [
+        [false, 22_000, 6],
+        [true, 0, 1],
+      ] as const) {
+        const data = makeRecords(95, 70_000, 0, 1, "uniform");
+        for (let r = 0; r < hotRecords; r++) {
+          const o = r * RECORD_BYTES;
+          for (let i = 0; i < 6; i++) data[o + i] = Math.floor(hot / 256 ** (5 - i)) % 256;
+          expect(prefixAt(data, o)).toBe(hot);
+        }
+        const below = recordsBetween(data, 0, mark);
+        const reference = referenceSort(data);
+        const spills: SpillEvent[] = [];
+        let added = 0;
+        let addedAtFirstSpill = 0;
+        const dir = freshDir();
+        const store = new SpillingStore({
+          rangeStart: 0,
+          rangeEnd: 2 ** 48,
+          ...(planned
+            ? { expectedRecords: 10_000_000, budgetBytes: 64 * MB, maxRunBytes: 6 * MB }
+            : { expectedRecords: 1_000, budgetBytes: minimumStoreBytes() }),
+          tempDir: dir,
+          onSpill: (e) => {
+            if (spills.length === 0) addedAtFirstSpill = added;
+            spills.push(e);
+          },
+        });
+        expect(store.plannedSpill).toBe(planned);
+        addAll(store, below);
+        expect(spills.length).toBe(0);
+        const out: Buffer[] = [];
+        const drain = store.sortedChunksBelow(mark);
+        let inHand: Uint8Array = new Uint8Array(0);
+        for (let k = 0; k < take; k++) {
+          const step = drain.next();
+          expect(step.done).toBe(false);
+          if (step.done) break;
+          inHand = step.value;
+          out.push(Buffer.from(inHand));
+        }
+        const handedOut = out.reduce((n, p) => n + p.length, 0) / RECORD_BYTES;
+        expect(store.records).toBe(below.length / RECORD_BYTES);
+        expect(store.heldRecords).toBe(below.length / RECORD_BYTES - handedOut);
+        // The writer still writes the piece in hand; records above the mark arrive meanwhile, past the budget.
+        added = below.length / RECORD_BYTES;
+        const above = recordsBetween(data, mark, 2 ** 48);
+        for (let o = 0; o < above.length; o += 2560 * RECORD_BYTES) {
+          const length = Math.min(2560 * RECORD_BYTES, above.length - o);
+          store.add(above, o, length);
+          added += length / RECORD_BYTES;
+        }
+        expect(spills.length).toBeGreaterThanOrEqual(1);
+        // The spill left the piece in hand alone, and it held only what had not been handed out.
+        expect(Buffer.from(inHand).equals(out[out.length - 1])).toBe(true);
+        expect(spills[0].records).toBe(addedAtFirstSpill - handedOut);
+        expect(store.records).toBe(70_000);
+        // The rest of that drain went into the run: the drain ends, and the merge gives everything else.
+        for (const piece of { [Symbol.iterator]: () => drain }) out.push(Buffer.from(piece));
+        expect(out.reduce((n, p) => n + p.length, 0) / RECORD_BYTES).toBe(handedOut);
+        for (const piece of store.sortedChunks()) out.push(Buffer.from(piece));
+        expect(Buffer.concat(out).equals(reference)).toBe(true);
+        expect(readdirSync(dir)).toEqual([]);
+      }
+    },
+    heavyTimeoutMs,
   );
 });
