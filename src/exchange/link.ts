@@ -212,6 +212,7 @@ export class PeerLink {
     const decoder = new FrameDecoder(
       {
         onRecords: (buf, offset, length) => {
+          stream.checkMark(buf, offset, length);
           stream.count(buf, offset, length);
           this.events.onRecords(this.id, buf, offset, length);
         },

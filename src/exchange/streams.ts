@@ -16,6 +16,7 @@ import {
   encodeSummary,
   FRAME_HEADER_BYTES,
   FrameType,
+  ProtocolError,
   type SamplePayload,
   writeHeader,
 } from "./protocol.ts";
@@ -222,6 +223,27 @@ export class InStream {
   /** At least `state` on the path (lost counts as none). */
   reached(state: Exclude<InState, "lost">): boolean {
     return this.state !== "lost" && inOrder.indexOf(this.state) >= inOrder.indexOf(state);
+  }
+
+  /**
+   * Records below the stream's MARK break its promise (we may have written that
+   * part of our output already): a ProtocolError, whatever the drain did. One
+   * comparison of the first 32 key bits per record, the next 16 only on a tie.
+   */
+  checkMark(buf: Uint8Array, offset: number, length: number): void {
+    const mark = this.mark;
+    if (mark === 0) return;
+    const mark32 = Math.floor(mark / 65536);
+    const mark16 = mark % 65536;
+    for (let o = offset; o < offset + length; o += RECORD_BYTES) {
+      const p32 = ((buf[o] << 24) | (buf[o + 1] << 16) | (buf[o + 2] << 8) | buf[o + 3]) >>> 0;
+      if (p32 > mark32) continue;
+      const p16 = (buf[o + 4] << 8) | buf[o + 5];
+      if (p32 === mark32 && p16 >= mark16) continue;
+      throw new ProtocolError(
+        `record with 48-bit prefix ${p32 * 65536 + p16} below the stream's MARK ${mark}`,
+      );
+    }
   }
 
   /** Account for records as they arrive (the digest chains over the stream in order). */
