@@ -1,0 +1,443 @@
+/**
+ * Key-range rounds (--rounds, protocol v3 MARK, src/peer/drain.ts) with real
+ * peers on loopback:
+ * - 4 peers, --rounds 4, uniform keys: the outputs are exactly the sorted
+ *   input records, and every peer read in 4 rounds and wrote part (not all) of
+ *   its output while records still arrived: the drain really ran;
+ * - ranges not on bit boundaries (3 peers, --rounds 3), and rounds per sender
+ *   (one peer --rounds 1, the other 5): exact outputs;
+ * - --partition sample on skewed keys, a shared secret (sealed links),
+ *   --validate, and a --memory budget that forces a spill: exact outputs (and
+ *   the verdict, and the spill, logged as without rounds);
+ * - a fake peer 1 (tests/mesh/fake-peer.ts) that sends a record below its own
+ *   MARK, a MARK that goes down, or one past the last 48-bit prefix: the real
+ *   peer 0 fails with one error line naming peer 1 (exit 1), in bounded time,
+ *   and tells the fake. A control run shows the fake's MARKs are valid ones.
+ * "Exact" is byte for byte: the outputs in peer order are an independent
+ * whole-record sort of all inputs (tests/partition/distributions.ts).
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  encodeMark,
+  encodeSummary,
+  FRAME_HEADER_BYTES,
+  FrameType,
+  writeHeader,
+} from "../../src/exchange/protocol.ts";
+import { minimumBudgetBytes } from "../../src/memory/budget.ts";
+import { generateSecret } from "../../src/secret.ts";
+import { prng } from "../helpers.ts";
+import { distributions, randomBytes, referenceSort } from "../partition/distributions.ts";
+import { dataFrame, FakePeer, wireFingerprintOf } from "./fake-peer.ts";
+import { allExited, errorLine, killPeers, leftovers, type PeerExit, spawnPeer } from "./fault-helpers.ts";
+import {
+  expectedOwner,
+  freePorts,
+  killAll,
+  outputPaths,
+  problemLines,
+  RECORD,
+  removeDir,
+  tempDir,
+  writeConfig,
+  writeInputs,
+} from "./harness.ts";
+
+/** Records per peer: ~4 MB, so each stream carries ~250 KB per round (several socket reads between MARKs). */
+const recordsPerPeer = 40_000;
+/** One mesh run, bounded (a loaded 2-core machine; a run takes 1-3 s). */
+const runBoundMs = 30_000;
+/** After a fake peer's violation, the real peer stops this soon. */
+const stopBoundMs = 3_000;
+
+const dirs: string[] = [];
+const fakes = new Set<FakePeer>();
+afterEach(() => {
+  killPeers();
+  killAll();
+  for (const f of fakes) f.close();
+  fakes.clear();
+  for (const d of dirs.splice(0)) removeDir(d);
+});
+
+function newDir(): string {
+  const d = tempDir("netsort-rounds-");
+  dirs.push(d);
+  return d;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+interface MeshRun {
+  dir: string;
+  exits: PeerExit[];
+  outputs: string[];
+}
+
+/** Peers 0..n-1 on `inputs`, peer i with `argsOf(i)`; waits for all (bounded). */
+async function runMesh(inputs: Uint8Array[], argsOf: (id: number) => string[]): Promise<MeshRun> {
+  const dir = newDir();
+  const config = writeConfig(dir, freePorts(inputs.length));
+  const inputPaths = writeInputs(dir, inputs);
+  const outputs = outputPaths(dir, inputs.length);
+  const peers = inputs.map((_, id) =>
+    spawnPeer({ id, input: inputPaths[id], output: outputs[id], config, args: argsOf(id) }),
+  );
+  return { dir, exits: await allExited(peers, runBoundMs), outputs };
+}
+
+/** Every peer exited 0; `allowed` warnings aside, none logged a warning or an error. */
+function expectAllSucceeded(exits: PeerExit[], allowed: RegExp | null = null): void {
+  for (const e of exits) {
+    const problems = problemLines(e.stderr).filter((l) => allowed === null || !allowed.test(l));
+    expect({ id: e.id, exitCode: e.exitCode, problems }).toEqual({ id: e.id, exitCode: 0, problems: [] });
+  }
+}
+
+/**
+ * The outputs in peer order are, byte for byte, the sorted union of the inputs;
+ * `bitsOwners`: each output also holds only its peer's equal share of the
+ * 48-bit prefixes (sorted, so its first and last record decide).
+ */
+function expectExact(inputs: Uint8Array[], outputs: string[], bitsOwners: boolean): Uint8Array[] {
+  const outs = outputs.map((p) => new Uint8Array(readFileSync(p)));
+  const joined = concat(outs);
+  const reference = referenceSort(concat(inputs));
+  expect({ bytes: joined.length, sameAsReference: Buffer.compare(joined, reference) === 0 }).toEqual({
+    bytes: reference.length,
+    sameAsReference: true,
+  });
+  if (bitsOwners) {
+    outs.forEach((out, id) => {
+      if (out.length === 0) return;
+      const owners = [
+        expectedOwner(out, 0, outs.length),
+        expectedOwner(out, out.length - RECORD, outs.length),
+      ];
+      expect({ id, owners }).toEqual({ id, owners: [id, id] });
+    });
+  }
+  return outs;
+}
+
+const roundsLine = (n: number) => new RegExp(`^read .* in ${n} key-range rounds in \\d+ ms`, "m");
+const drainLine =
+  /^wrote (\d+(?:\.\d+)?) (B|KiB|MiB|GiB) of the output while records arrived \(sort \d+ ms, write \d+ ms\)$/m;
+
+/** Bytes the peer says it wrote while records arrived (formatBytes: rounded to 0.1 unit), or null for no such line. */
+function drainedBytes(stderr: string): number | null {
+  const m = drainLine.exec(stderr);
+  if (m === null) return null;
+  const unit = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }[m[2]] ?? Number.NaN;
+  return Number(m[1]) * unit;
+}
+
+describe("--rounds with real peers", () => {
+  test(
+    "4 peers, --rounds 4, uniform keys: exact outputs; every peer read in 4 rounds and wrote part of its output while records arrived",
+    async () => {
+      const inputs = [0, 1, 2, 3].map((p) => randomBytes(recordsPerPeer, 1000 + p));
+      const { exits, outputs } = await runMesh(inputs, () => ["--rounds", "4"]);
+      expectAllSucceeded(exits);
+      const outs = expectExact(inputs, outputs, true);
+      const drained: Array<number | null> = [];
+      for (const e of exits) {
+        expect({ id: e.id, rounds: roundsLine(4).test(e.stderr) }).toEqual({ id: e.id, rounds: true });
+        const bytes = drainedBytes(e.stderr);
+        drained.push(bytes);
+        // The drain writes only below the last round's start: never the whole output.
+        expect({ id: e.id, drained: bytes !== null && bytes > 0 && bytes < outs[e.id].length }).toEqual({
+          id: e.id,
+          drained: true,
+        });
+      }
+      console.log(
+        `[measured] 4 peers x --rounds 4: written while records arrived ${drained.map((b, i) => `${(((b ?? 0) / outs[i].length) * 100).toFixed(0)}%`).join(" / ")} of each output; peers ${exits.map((e) => Math.round(e.elapsedMs)).join(" / ")} ms`,
+      );
+    },
+    runBoundMs,
+  );
+
+  test(
+    "3 peers (ranges not on bit boundaries), --rounds 3: exact outputs",
+    async () => {
+      const inputs = [0, 1, 2].map((p) => randomBytes(recordsPerPeer, 2000 + p));
+      const { exits, outputs } = await runMesh(inputs, () => ["--rounds", "3"]);
+      expectAllSucceeded(exits);
+      expectExact(inputs, outputs, true);
+      for (const e of exits)
+        expect({ id: e.id, rounds: roundsLine(3).test(e.stderr) }).toEqual({ id: e.id, rounds: true });
+    },
+    runBoundMs,
+  );
+
+  test(
+    "rounds are per sender: peer 0 with --rounds 1, peer 1 with --rounds 5: exact outputs",
+    async () => {
+      const inputs = [0, 1].map((p) => randomBytes(recordsPerPeer, 3000 + p));
+      const { exits, outputs } = await runMesh(inputs, (id) => ["--rounds", id === 0 ? "1" : "5"]);
+      expectAllSucceeded(exits);
+      expectExact(inputs, outputs, true);
+      // One pass says nothing about rounds; five say so.
+      expect(exits[0].stderr).toMatch(/^read .* records\) in \d+ ms/m);
+      expect(exits[0].stderr).not.toMatch(/key-range rounds/);
+      expect(exits[1].stderr).toMatch(roundsLine(5));
+    },
+    runBoundMs,
+  );
+
+  test(
+    "--partition sample --rounds 4 with skewed keys: exact outputs",
+    async () => {
+      const inputs = [0, 1, 2, 3].map((p) => distributions.skewed(recordsPerPeer / 2, p));
+      const { exits, outputs } = await runMesh(inputs, () => ["--partition", "sample", "--rounds", "4"]);
+      expectAllSucceeded(exits);
+      expectExact(inputs, outputs, false);
+      for (const e of exits) {
+        expect({ id: e.id, rounds: roundsLine(4).test(e.stderr) }).toEqual({ id: e.id, rounds: true });
+        expect(e.stderr).toMatch(/^partition: 3 split points from \d+ sampled records/m);
+      }
+    },
+    runBoundMs,
+  );
+
+  test(
+    "with a shared secret (sealed links), --rounds 4: exact outputs",
+    async () => {
+      const secretDir = newDir();
+      const secret = join(secretDir, "secret");
+      writeFileSync(secret, `${generateSecret()}\n`, { mode: 0o600 });
+      const inputs = [0, 1, 2, 3].map((p) => randomBytes(recordsPerPeer, 4000 + p));
+      const { exits, outputs } = await runMesh(inputs, () => ["--secret-file", secret, "--rounds", "4"]);
+      expectAllSucceeded(exits);
+      expectExact(inputs, outputs, true);
+      for (const e of exits)
+        expect({ id: e.id, rounds: roundsLine(4).test(e.stderr) }).toEqual({ id: e.id, rounds: true });
+    },
+    runBoundMs,
+  );
+
+  test(
+    "--validate --rounds 4: exit 0, and the verdict is logged as without rounds",
+    async () => {
+      // Duplicate keys on peer 0 (a few keys, many times), uniform elsewhere.
+      const dups = randomBytes(recordsPerPeer / 2, 5000);
+      const keys = randomBytes(9, 5001);
+      const pick = prng(5002);
+      for (let o = 0; o < dups.length; o += RECORD) {
+        const k = Math.floor(pick() * 9);
+        dups.set(keys.subarray(k * RECORD, k * RECORD + 10), o);
+      }
+      const inputs = [dups, randomBytes(recordsPerPeer / 2, 5003), randomBytes(recordsPerPeer / 2, 5004)];
+      const { exits, outputs } = await runMesh(inputs, () => ["--validate", "--rounds", "4"]);
+      expectAllSucceeded(exits);
+      expectExact(inputs, outputs, true);
+      const all = concat(inputs);
+      const seen = new Set<string>();
+      for (let o = 0; o < all.length; o += RECORD)
+        seen.add(Buffer.from(all.subarray(o, o + 10)).toString("hex"));
+      expect(exits[0].stderr).toContain(`validate: Records: ${all.length / RECORD}`);
+      expect(exits[0].stderr).toContain(`validate: Duplicate keys: ${all.length / RECORD - seen.size}`);
+      for (const e of exits) {
+        expect({ id: e.id, valid: /VALID: outputs sorted/.test(e.stderr) }).toEqual({
+          id: e.id,
+          valid: true,
+        });
+        expect({ id: e.id, rounds: roundsLine(4).test(e.stderr) }).toEqual({ id: e.id, rounds: true });
+      }
+    },
+    runBoundMs,
+  );
+
+  test(
+    "--memory that forces a spill, --rounds 4: exact outputs (the merge gives what the drain did not write)",
+    async () => {
+      // 90% of every input on one 48-bit prefix in peer 1's last round (0x7a of its 0x40-0x7f):
+      // peer 1 may drain its first three rounds, then holds ~10.8 MB of the hot prefix,
+      // more than the least budget's room for records (8 MiB), so it spills and merges.
+      const peers = 4;
+      const hot = [0x7a, 0x12, 0x34, 0x56, 0x78, 0x9a];
+      const inputs = [0, 1, 2, 3].map((p) => {
+        const data = randomBytes(30_000, 6000 + p);
+        const pick = prng(6100 + p);
+        if (p !== 1) for (let o = 0; o < data.length; o += RECORD) if (pick() < 0.9) data.set(hot, o);
+        return data;
+      });
+      const spillRoot = newDir();
+      const { exits, outputs } = await runMesh(inputs, (id) => {
+        const spill = join(spillRoot, `spill-${id}`);
+        mkdirSync(spill);
+        return ["--memory", String(minimumBudgetBytes(peers)), "--temp-dir", spill, "--rounds", "4"];
+      });
+      // Bits mode on skewed keys: the peer with most of them says so (and suggests sampling).
+      expectAllSucceeded(exits, /^warning: .*--partition sample/);
+      expectExact(inputs, outputs, true);
+      const spiller = exits[1];
+      expect(spiller.stderr).toMatch(
+        /memory: the share does not fit in --memory .*; spilling sorted runs to /,
+      );
+      expect(spiller.stderr).toMatch(/memory: merging \d+ runs/);
+      for (const e of exits)
+        expect({ id: e.id, rounds: roundsLine(4).test(e.stderr) }).toEqual({ id: e.id, rounds: true });
+      for (let id = 0; id < peers; id++) expect(readdirSync(join(spillRoot, `spill-${id}`))).toEqual([]);
+      console.log(
+        `[measured] spill with rounds: peer 1 wrote ${drainedBytes(spiller.stderr) ?? 0} B before the merge; others ${exits
+          .filter((e) => e.id !== 1)
+          .map((e) => drainedBytes(e.stderr) ?? 0)
+          .join(" / ")} B`,
+      );
+    },
+    runBoundMs,
+  );
+});
+
+// ---- a fake peer breaks the MARK rules -------------------------------------------
+
+/** `n` records that peer 0 of a 2-peer cluster owns, with 48-bit prefixes in [low, high) (a range within [0, 2^47)). */
+function recordsBetween(n: number, low: number, high: number, seed: number): Uint8Array {
+  const data = randomBytes(n, seed);
+  const pick = prng(seed + 1);
+  for (let o = 0; o < data.length; o += RECORD) {
+    const p = low + Math.floor(pick() * (high - low));
+    for (let i = 0; i < 6; i++) data[o + i] = Math.floor(p / 2 ** (8 * (5 - i))) % 256;
+  }
+  return data;
+}
+
+/** A quarter of the key space: inside peer 0's half. */
+const markAt = 2 ** 46;
+
+interface FakeRun {
+  dir: string;
+  input: string;
+  output: string;
+  fake: FakePeer;
+  exit: Promise<PeerExit>;
+}
+
+async function withFakePeer(ackPeer0: boolean, body: (r: FakeRun) => Promise<void>): Promise<void> {
+  const dir = newDir();
+  const ports = freePorts(2);
+  const config = writeConfig(dir, ports);
+  const [input] = writeInputs(dir, [randomBytes(3000, 7000)]);
+  const [output] = outputPaths(dir, 1);
+  const fake = new FakePeer(wireFingerprintOf(config), ports, ackPeer0);
+  fakes.add(fake);
+  fake.listen();
+  const peer = spawnPeer({ id: 0, input, output, config, args: ["--connect-timeout-ms=10000"] });
+  await fake.dial(10_000);
+  await body({ dir, input, output, fake, exit: allExited([peer], runBoundMs).then(([e]) => e) });
+}
+
+describe("a fake peer breaks the MARK rules", () => {
+  test(
+    "control: records, a MARK, records at or above it, DONE: peer 0 finishes with them in its output (exit 0)",
+    () =>
+      withFakePeer(true, async ({ input, output, fake, exit }) => {
+        const below = recordsBetween(40, 0, markAt, 7100);
+        const above = recordsBetween(40, markAt, 2 ** 47, 7200);
+        above.set([0x40, 0, 0, 0, 0, 0], 0); // exactly the mark: allowed
+        fake.send(dataFrame(below));
+        fake.send(encodeMark(markAt));
+        fake.send(encodeMark(markAt)); // the same mark again: marks never go down, they may stay
+        fake.send(dataFrame(above));
+        const mine = concat([below, above]);
+        fake.send(encodeSummary(FrameType.Done, { records: 80, digest: Bun.hash.crc32(mine) }));
+        await fake.events.wait("ack-from-0", 5_000);
+        await fake.events.wait("done-from-0", 5_000);
+        await fake.commitRounds(5_000);
+        const e = await exit;
+        expect({ exitCode: e.exitCode, problems: problemLines(e.stderr) }).toEqual({
+          exitCode: 0,
+          problems: [],
+        });
+        expect(fake.problems).toEqual([]);
+        const inputData = new Uint8Array(readFileSync(input));
+        const own: Uint8Array[] = [];
+        for (let o = 0; o < inputData.length; o += RECORD)
+          if (expectedOwner(inputData, o, 2) === 0) own.push(inputData.subarray(o, o + RECORD));
+        const expected = referenceSort(concat([...own, mine]));
+        expect(Buffer.compare(new Uint8Array(readFileSync(output)), expected)).toBe(0);
+      }),
+    runBoundMs,
+  );
+
+  interface Breakage {
+    name: string;
+    act(fake: FakePeer): void;
+    message: RegExp;
+  }
+  const pastTheEnd = new Uint8Array(FRAME_HEADER_BYTES + 8);
+  writeHeader(pastTheEnd, 0, FrameType.Mark, 8);
+  new DataView(pastTheEnd.buffer).setBigUint64(FRAME_HEADER_BYTES, 2n ** 48n + 1n);
+  const breakages: Breakage[] = [
+    {
+      name: "a record below its MARK, in the same write",
+      act: (f) =>
+        f.send(
+          concat([
+            dataFrame(recordsBetween(20, markAt, 2 ** 47, 7300)),
+            encodeMark(markAt),
+            dataFrame(recordsBetween(1, markAt - 1, markAt, 7400)), // one below the mark
+          ]),
+        ),
+      message: /^protocol violation by peer 1 \(127\.0\.0\.1:\d+\): .*\bbelow\b.*\bMARK\b/i,
+    },
+    {
+      name: "a record below its MARK, after peer 0 had time to write below it",
+      act: (f) => {
+        f.send(dataFrame(recordsBetween(20, 0, 2 ** 47, 7500)));
+        f.send(encodeMark(markAt));
+        setTimeout(() => f.send(dataFrame(recordsBetween(1, 0, 2 ** 16, 7600))), 300);
+      },
+      message: /^protocol violation by peer 1 \(127\.0\.0\.1:\d+\): .*\bbelow\b/i,
+    },
+    {
+      name: "a MARK that goes down",
+      act: (f) => {
+        f.send(encodeMark(markAt));
+        f.send(encodeMark(markAt - 2 ** 16));
+      },
+      message: new RegExp(
+        `^protocol violation by peer 1 \\(127\\.0\\.0\\.1:\\d+\\): MARK went down from ${markAt} to ${markAt - 2 ** 16}$`,
+      ),
+    },
+    {
+      name: "a MARK past the last 48-bit prefix",
+      act: (f) => f.send(pastTheEnd),
+      message:
+        /^protocol violation by peer 1 \(127\.0\.0\.1:\d+\): MARK \d+ is past the largest 48-bit prefix$/,
+    },
+  ];
+  for (const b of breakages) {
+    test(
+      `${b.name}: peer 0 fails with one line naming peer 1 (exit 1) and tells it`,
+      () =>
+        withFakePeer(false, async ({ dir, output, fake, exit }) => {
+          const faultAtMs = performance.now();
+          b.act(fake);
+          const e = await exit;
+          expect({ exitCode: e.exitCode, signal: e.signal }).toEqual({ exitCode: 1, signal: null });
+          expect(errorLine(e)).toMatch(b.message);
+          expect(e.exitAtMs - faultAtMs).toBeLessThan(stopBoundMs + 300);
+          await fake.events.wait("abort", 1_000);
+          expect(fake.aborts[0]).toMatch(/^peer 0 aborted: .*peer 1/);
+          expect(leftovers(dir, [output])).toEqual([]);
+          console.log(
+            `[measured] ${b.name}: stopped in ${Math.round(e.exitAtMs - faultAtMs)} ms: ${errorLine(e)}`,
+          );
+        }),
+      runBoundMs,
+    );
+  }
+});
