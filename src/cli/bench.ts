@@ -215,7 +215,7 @@ export default defineTableCommand({
   summary: "Measure the sort with local peers: per-phase timings, MB/s, peak memory",
   notes: [
     "Progress goes to stderr, the report (or --json) to stdout. --partition, --memory,",
-    "--temp-dir and --secret-file are passed on to every peer.",
+    "--rounds, --temp-dir and --secret-file are passed on to every peer.",
     "--secret-compare runs every sort twice, without and with a secret (--secret-file, or a fresh",
     "one bench writes), and reports sealed / plain; NETSORT_SECRET must be unset for it.",
   ],

@@ -124,8 +124,8 @@ export default defineTableCommand({
   summary: "Sort generated data with several local peers and verify the result",
   notes: [
     "Peers are separate processes on 127.0.0.1 running `netsort sort`; their log lines",
-    "go to stderr as [peer N], the summary to stdout. --partition, --memory, --temp-dir",
-    "and --secret-file are passed on to every peer.",
+    "go to stderr as [peer N], the summary to stdout. --partition, --memory, --rounds,",
+    "--temp-dir and --secret-file are passed on to every peer.",
   ],
   args,
   async run(a) {

@@ -7,6 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { ArgTable } from "../../src/cli/args.ts";
 import { commandNames, commandSummaries, loadCommand } from "../../src/cli/main.ts";
+import { peerFlags } from "../../src/cli/peer-flags.ts";
 
 const MAIN = join(import.meta.dir, "../../src/cli/main.ts");
 /** One CLI run must finish within this long. */
@@ -87,6 +88,23 @@ describe("netsort <command> --help", () => {
       expect(netsort(["help", name])).toEqual(r);
     });
   }
+
+  test("--rounds is in the help of sort, demo and bench, and the notes of demo and bench name every flag they pass on", () => {
+    for (const name of ["sort", "demo", "bench"]) {
+      const help = netsort([name, "--help"]).stdout;
+      expect({ name, line: help.split("\n").find((l) => l.startsWith("  --rounds <n>  ")) }).toEqual({
+        name,
+        line: expect.stringContaining("Key-range rounds: read the input n times"),
+      });
+      if (name === "sort") continue;
+      // The paragraph before "Flags:" says which flags go on to every peer.
+      const notes = help.slice(0, help.indexOf("\nFlags:")).replace(/\s+/g, " ");
+      for (const flag of Object.keys(peerFlags)) {
+        expect({ name, flag, named: notes.includes(`--${flag}`) }).toEqual({ name, flag, named: true });
+      }
+      expect(notes).toContain("passed on to every peer");
+    }
+  });
 
   test("--json: accepted by every command that reports, refused by the others with one line", async () => {
     for (const name of jsonCommands) {
