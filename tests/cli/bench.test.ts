@@ -1,8 +1,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runNetsort } from "../helpers.ts";
+import { MAIN_TS, runNetsort } from "../helpers.ts";
 
 let dir = "";
 
@@ -156,6 +164,38 @@ describe("netsort bench", () => {
     expect(line).toMatch(/largest output \/ mean = \d\.\d{3}x .*outputs of the median run .+ \/ .+/);
   }, 30_000);
 
+  test("--rounds reaches every peer of every run (a --binary that notes its arguments)", async () => {
+    const work = join(dir, "rounds");
+    const argvLog = join(dir, "rounds-argv.log");
+    const wrapper = join(dir, "netsort-noting-argv");
+    writeFileSync(
+      wrapper,
+      `#!/bin/sh\nprintf '%s\\n' "$*" >> '${argvLog}'\nexec '${process.execPath}' '${MAIN_TS}' "$@"\n`,
+    );
+    chmodSync(wrapper, 0o755);
+    const { code, stdout, stderr } = await bench([
+      "--peers",
+      "2",
+      "--size",
+      "100kb",
+      "--runs",
+      "2",
+      "--rounds",
+      "3",
+      "--json",
+      "--binary",
+      wrapper,
+      "--dir",
+      work,
+    ]);
+    expect({ code, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stderr: "" });
+    expect(JSON.parse(stdout).verified).toBe(true);
+    // One line per peer process, `<id> <input> <output> <config> [flags]`: 2 runs x 2 peers, each with --rounds 3.
+    const lines = readFileSync(argvLog, "utf8").trimEnd().split("\n");
+    expect(lines.map((l) => l.split(" ")[0]).sort()).toEqual(["0", "0", "1", "1"]);
+    for (const line of lines) expect(line).toMatch(/ --rounds 3( |$)/);
+  }, 30_000);
+
   test("out-of-range flags are usage errors (exit 2)", async () => {
     for (const flags of [
       ["--peers", "0"],
@@ -163,6 +203,9 @@ describe("netsort bench", () => {
       ["--runs", "51"],
       ["--kind", "zipf"],
       ["--runs", "0"],
+      ["--rounds", "0"],
+      ["--rounds", "65"],
+      ["--rounds", "x"],
     ]) {
       const { code, stderr } = await bench([...flags, "--size", "1kb"]);
       expect(code).toBe(2);

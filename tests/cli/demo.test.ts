@@ -43,6 +43,9 @@ describe("netsort demo", () => {
       expect(out).toContain("check          VALID");
       // The summary is stdout; the peers' log lines, validate verdict included, stderr.
       expect(out).toContain("validate: VALID");
+      // 300 KiB inputs, no --rounds: the peers read once (rounds only by default from 64 MiB).
+      expect(out).toMatch(/\[peer 0\] read .* records\) in \d+ ms/);
+      expect(out).not.toContain("key-range rounds");
       const inputs = [0, 1, 2].map((i) => join(dir, `input-${i}.dat`));
       const outputs = [0, 1, 2].map((i) => join(dir, `output-${i}.dat`));
       expect(verifyOutputs(inputs, outputs)).toEqual([]);
@@ -99,10 +102,48 @@ describe("netsort demo", () => {
     }
   }, 60_000);
 
+  test("--rounds reaches every peer: each reads in that many rounds, the outputs verify", async () => {
+    const dir = tempDir("netsort-demo-test-");
+    try {
+      const r = await demo([
+        "--peers",
+        "3",
+        "--size",
+        "1mb",
+        "--dir",
+        dir,
+        "--stagger-ms",
+        "0",
+        "--rounds",
+        "3",
+      ]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain("check          VALID");
+      for (const id of [0, 1, 2]) {
+        expect(r.stderr).toMatch(
+          new RegExp(`^\\[peer ${id}\\] read .* in 3 key-range rounds in \\d+ ms`, "m"),
+        );
+      }
+      const inputs = [0, 1, 2].map((i) => join(dir, `input-${i}.dat`));
+      const outputs = [0, 1, 2].map((i) => join(dir, `output-${i}.dat`));
+      expect(verifyOutputs(inputs, outputs)).toEqual([]);
+    } finally {
+      removeDir(dir);
+    }
+  }, 30_000);
+
   test("bad flags are usage errors (exit 2) and create nothing", async () => {
     const dir = join(tempDir("netsort-demo-test-"), "never");
     try {
-      for (const args of [["--peers", "0"], ["--size", "lots"], ["--kind", "sorted"], ["--bogus"]]) {
+      for (const args of [
+        ["--peers", "0"],
+        ["--size", "lots"],
+        ["--kind", "sorted"],
+        ["--bogus"],
+        ["--rounds", "0"],
+        ["--rounds", "65"],
+        ["--rounds", "two"],
+      ]) {
         const { code } = await demo([...args, "--dir", dir]);
         expect({ args, code }).toEqual({ args, code: 2 });
       }
