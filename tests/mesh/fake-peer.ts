@@ -2,7 +2,7 @@
  * Peer 1 of a 2-peer cluster, played by a test against a real peer 0 (loopback
  * only, no secret, no --validate), speaking the real protocol through
  * src/exchange/protocol.ts. It listens and answers peer 0's HELLO with a valid
- * WELCOME, takes peer 0's records and DONE (answering ACK when asked), and dials
+ * WELCOME, takes peer 0's records, MARKs and DONE (answering ACK when asked), and dials
  * peer 0 with a valid HELLO; the test then writes what it wants on that stream.
  * What it sees is noted in `events`; anything off-protocol lands in `problems`.
  * Used by auth.test.ts (a fake peer breaking the protocol), shutdown.test.ts
@@ -15,6 +15,7 @@ import { newNonce } from "../../src/exchange/auth.ts";
 import { FrameDecoder } from "../../src/exchange/decoder.ts";
 import {
   decodeHello,
+  decodeMark,
   decodeReason,
   decodeSummary,
   decodeWelcome,
@@ -92,6 +93,8 @@ export class FakePeer {
   /** Records peer 0 sent us, in stream order (copies), and their count and digest. */
   readonly receivedRecords: Uint8Array[] = [];
   received: StreamSummary = { records: 0, digest: 0 };
+  /** The MARKs peer 0 sent us (key-range rounds), in order; a record below the last one is a problem. */
+  readonly marksFromPeer0: number[] = [];
   doneFromPeer0: StreamSummary | null = null;
   ackFromPeer0: StreamSummary | null = null;
   /** The stream we dialed to peer 0 (ours to write on); null until dial() succeeds. */
@@ -114,6 +117,14 @@ export class FakePeer {
       {
         onRecords: (buf, offset, length) => {
           const records = buf.slice(offset, offset + length); // the decoder reuses buf
+          const mark = this.marksFromPeer0.at(-1) ?? 0;
+          for (let o = 0; o < records.length; o += RECORD) {
+            const prefix = records.subarray(o, o + 6).reduce((p, b) => p * 256 + b, 0);
+            if (prefix < mark) {
+              this.problems.push(`peer 0 sent a record with prefix ${prefix} after its MARK ${mark}`);
+              break;
+            }
+          }
           this.receivedRecords.push(records);
           this.received.records += length / RECORD;
           this.received.digest = Bun.hash.crc32(records, this.received.digest);
@@ -127,6 +138,7 @@ export class FakePeer {
               this.problems.push("hello with another fingerprint");
             decoder.allowed = new Set([
               FrameType.Data,
+              FrameType.Mark,
               FrameType.Done,
               FrameType.Ready,
               FrameType.Committed,
@@ -135,6 +147,11 @@ export class FakePeer {
               FrameType.Ping,
             ]);
             this.write(this.inbound, encodeWelcome({ listenerId: fakeId, flags: 0, nonce: newNonce() }));
+          } else if (type === FrameType.Mark) {
+            const mark = decodeMark(payload);
+            if (mark < (this.marksFromPeer0.at(-1) ?? 0))
+              this.problems.push(`peer 0's MARK went down to ${mark}`);
+            this.marksFromPeer0.push(mark);
           } else if (type === FrameType.Done) {
             const done = decodeSummary(payload);
             this.doneFromPeer0 = done;

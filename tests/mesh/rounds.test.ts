@@ -49,6 +49,8 @@ import {
 const recordsPerPeer = 40_000;
 /** One mesh run, bounded (a loaded 2-core machine; a run takes 1-3 s). */
 const runBoundMs = 30_000;
+/** How long a fake peer keeps peer 0's reading held (not accepting its dial) after its MARK. */
+const holdReadingMs = 500;
 /** After a fake peer's violation, the real peer stops this soon. */
 const stopBoundMs = 3_000;
 
@@ -335,18 +337,39 @@ interface FakeRun {
   exit: Promise<PeerExit>;
 }
 
-async function withFakePeer(ackPeer0: boolean, body: (r: FakeRun) => Promise<void>): Promise<void> {
+interface FakeRunOptions {
+  /** Peer 0's input, uniform keys. */
+  inputRecords: number;
+  args: string[];
+  /** Accept peer 0's dial from the start; else the test calls fake.listen() when it wants. */
+  listenFirst: boolean;
+}
+
+async function withFakePeer(
+  ackPeer0: boolean,
+  body: (r: FakeRun) => Promise<void>,
+  o: FakeRunOptions = { inputRecords: 3000, args: [], listenFirst: true },
+): Promise<void> {
   const dir = newDir();
   const ports = freePorts(2);
   const config = writeConfig(dir, ports);
-  const [input] = writeInputs(dir, [randomBytes(3000, 7000)]);
+  const [input] = writeInputs(dir, [randomBytes(o.inputRecords, 7000)]);
   const [output] = outputPaths(dir, 1);
   const fake = new FakePeer(wireFingerprintOf(config), ports, ackPeer0);
   fakes.add(fake);
-  fake.listen();
-  const peer = spawnPeer({ id: 0, input, output, config, args: ["--connect-timeout-ms=10000"] });
+  if (o.listenFirst) fake.listen();
+  const peer = spawnPeer({ id: 0, input, output, config, args: ["--connect-timeout-ms=10000", ...o.args] });
   await fake.dial(10_000);
   await body({ dir, input, output, fake, exit: allExited([peer], runBoundMs).then(([e]) => e) });
+}
+
+/** The records of peer 0's input that peer 0 owns in a 2-peer mesh. */
+function ownRecords(input: string): Uint8Array[] {
+  const data = new Uint8Array(readFileSync(input));
+  const own: Uint8Array[] = [];
+  for (let o = 0; o < data.length; o += RECORD)
+    if (expectedOwner(data, o, 2) === 0) own.push(data.subarray(o, o + RECORD));
+  return own;
 }
 
 describe("a fake peer breaks the MARK rules", () => {
@@ -372,13 +395,52 @@ describe("a fake peer breaks the MARK rules", () => {
           problems: [],
         });
         expect(fake.problems).toEqual([]);
-        const inputData = new Uint8Array(readFileSync(input));
-        const own: Uint8Array[] = [];
-        for (let o = 0; o < inputData.length; o += RECORD)
-          if (expectedOwner(inputData, o, 2) === 0) own.push(inputData.subarray(o, o + RECORD));
-        const expected = referenceSort(concat([...own, mine]));
+        const expected = referenceSort(concat([...ownRecords(input), mine]));
         expect(Buffer.compare(new Uint8Array(readFileSync(output)), expected)).toBe(0);
       }),
+    runBoundMs,
+  );
+
+  test(
+    "the drain waits for the peer's own rounds too: a MARK at the end of its range while its own reading is held",
+    () =>
+      withFakePeer(
+        true,
+        async ({ input, output, fake, exit }) => {
+          // Peer 1 has nothing for peer 0: all it will send is at or above 2^47, the end of peer 0's range.
+          fake.send(encodeMark(2 ** 47));
+          // Peer 0 cannot dial us yet: its reading stops once its batches for us (2 MB) are queued,
+          // in its third of 4 rounds. Its drain may write what its own first rounds routed, not more:
+          // records of its later rounds are still to come from its own input.
+          await Bun.sleep(holdReadingMs);
+          fake.listen();
+          // Peer 0 failing first ends the wait with its log (exit is never a success before our DONE).
+          await Promise.race([
+            fake.events.wait("done-from-0", 10_000),
+            exit.then((e) => {
+              throw new Error(`peer 0 exited ${e.exitCode} before its DONE:\n${e.stderr}`);
+            }),
+          ]);
+          fake.send(encodeSummary(FrameType.Done, { records: 0, digest: 0 }));
+          await fake.events.wait("ack-from-0", 5_000);
+          await fake.commitRounds(5_000);
+          const e = await exit;
+          expect({ exitCode: e.exitCode, problems: problemLines(e.stderr) }).toEqual({
+            exitCode: 0,
+            problems: [],
+          });
+          // Peer 0 kept its MARK rules on its own stream too (the fake checks every record against
+          // the last MARK): one MARK after each of its first 3 rounds, at the cuts of our range [2^47, 2^48).
+          expect(fake.problems).toEqual([]);
+          expect(fake.marksFromPeer0).toEqual([1, 2, 3].map((g) => 2 ** 47 + g * 2 ** 45));
+          expect(fake.received.records).toBe(60_000 - ownRecords(input).length);
+          expect(e.stderr).toMatch(roundsLine(4));
+          expect(drainedBytes(e.stderr)).toBeGreaterThan(0);
+          const out = new Uint8Array(readFileSync(output));
+          expect(Buffer.compare(out, referenceSort(concat(ownRecords(input))))).toBe(0);
+        },
+        { inputRecords: 60_000, args: ["--rounds", "4", "--retry-ms=50"], listenFirst: false },
+      ),
     runBoundMs,
   );
 
