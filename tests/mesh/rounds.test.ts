@@ -271,46 +271,80 @@ describe("--rounds with real peers", () => {
     runBoundMs,
   );
 
-  test(
-    "--memory that forces a spill, --rounds 4: exact outputs (the merge gives what the drain did not write)",
-    async () => {
-      // 90% of every input on one 48-bit prefix in peer 1's last round (0x7a of its 0x40-0x7f):
-      // peer 1 may drain its first three rounds, then holds ~10.8 MB of the hot prefix,
-      // more than the least budget's room for records (8 MiB), so it spills and merges.
-      const peers = 4;
-      const hot = [0x7a, 0x12, 0x34, 0x56, 0x78, 0x9a];
-      const inputs = [0, 1, 2, 3].map((p) => {
-        const data = randomBytes(30_000, 6000 + p);
-        const pick = prng(6100 + p);
-        if (p !== 1) for (let o = 0; o < data.length; o += RECORD) if (pick() < 0.9) data.set(hot, o);
-        return data;
-      });
-      const spillRoot = newDir();
-      const { exits, outputs } = await runMesh(inputs, (id) => {
-        const spill = join(spillRoot, `spill-${id}`);
-        mkdirSync(spill);
-        return ["--memory", String(minimumBudgetBytes(peers)), "--temp-dir", spill, "--rounds", "4"];
-      });
-      // Bits mode on skewed keys: the peer with most of them says so (and suggests sampling).
-      expectAllSucceeded(exits, /^warning: .*--partition sample/);
-      expectExact(inputs, outputs, true);
-      const spiller = exits[1];
-      expect(spiller.stderr).toMatch(
-        /memory: the share does not fit in --memory .*; spilling sorted runs to /,
-      );
-      expect(spiller.stderr).toMatch(/memory: merging \d+ runs/);
-      for (const e of exits)
-        expect({ id: e.id, rounds: roundsLine(4).test(e.stderr) }).toEqual({ id: e.id, rounds: true });
-      for (let id = 0; id < peers; id++) expect(readdirSync(join(spillRoot, `spill-${id}`))).toEqual([]);
-      console.log(
-        `[measured] spill with rounds: peer 1 wrote ${drainedBytes(spiller.stderr) ?? 0} B before the merge; others ${exits
-          .filter((e) => e.id !== 1)
-          .map((e) => drainedBytes(e.stderr) ?? 0)
-          .join(" / ")} B`,
-      );
+  interface SpillCase {
+    name: string;
+    /** The hot 48-bit prefix: 90% of the records of the inputs it is given to; peer 1 owns it (0x40-0x7f). */
+    hot: number[];
+    /** Records in each peer's input, and which inputs get the hot prefix. */
+    records: number[];
+    hotInputs: number[];
+    why: string;
+    /**
+     * Peer 1 spills inside its own first round, before its drain may start (its
+     * own rounds bound it): after that spill it must write nothing early.
+     */
+    spillsBeforeAnyDrain: boolean;
+  }
+  const spillCases: SpillCase[] = [
+    {
+      name: "hot keys in peer 1's last round: it may write its first rounds, then spills",
+      hot: [0x7a, 0x12, 0x34, 0x56, 0x78, 0x9a],
+      records: [30_000, 30_000, 30_000, 30_000],
+      hotInputs: [0, 2, 3],
+      why: "peer 1 reads uniform keys, the others send it ~8 MB of one prefix in their last round",
+      spillsBeforeAnyDrain: false,
     },
-    runBoundMs,
-  );
+    {
+      name: "hot keys in peer 1's first round: it spills while reading, and drains nothing after",
+      hot: [0x46, 0x12, 0x34, 0x56, 0x78, 0x9a],
+      records: [20_000, 60_000, 20_000, 20_000],
+      hotInputs: [0, 1, 2, 3],
+      why: "peer 1's own 5.4 MB of one prefix spill in its first round; a drain after that would write keys the merge has below them",
+      spillsBeforeAnyDrain: true,
+    },
+  ];
+  for (const c of spillCases) {
+    test(
+      `--memory that forces a spill, --rounds 4, ${c.name}: exact outputs`,
+      async () => {
+        // Peer 1 holds more of the hot prefix than the least budget leaves for records
+        // (8 MiB): it spills; the merge gives what the drain did not write. (${c.why})
+        const peers = 4;
+        const inputs = c.records.map((n, p) => {
+          const data = randomBytes(n, 6000 + p);
+          const pick = prng(6100 + p);
+          if (c.hotInputs.includes(p))
+            for (let o = 0; o < data.length; o += RECORD) if (pick() < 0.9) data.set(c.hot, o);
+          return data;
+        });
+        const spillRoot = newDir();
+        const { exits, outputs } = await runMesh(inputs, (id) => {
+          const spill = join(spillRoot, `spill-${id}`);
+          mkdirSync(spill);
+          return ["--memory", String(minimumBudgetBytes(peers)), "--temp-dir", spill, "--rounds", "4"];
+        });
+        // Bits mode on skewed keys: the peer with most of them says so (and suggests sampling).
+        expectAllSucceeded(exits, /^warning: .*--partition sample/);
+        expectExact(inputs, outputs, true);
+        const spiller = exits[1];
+        expect(spiller.stderr).toMatch(
+          /memory: the share does not fit in --memory .*; spilling sorted runs to /,
+        );
+        expect(spiller.stderr).toMatch(/memory: merging \d+ runs/);
+        if (c.spillsBeforeAnyDrain) expect(drainedBytes(spiller.stderr)).toBeNull();
+        for (const e of exits)
+          expect({ id: e.id, rounds: roundsLine(4).test(e.stderr) }).toEqual({ id: e.id, rounds: true });
+        for (let id = 0; id < peers; id++) expect(readdirSync(join(spillRoot, `spill-${id}`))).toEqual([]);
+        console.log(
+          `[measured] spill, ${c.name}: peer 1 wrote ${drainedBytes(spiller.stderr) ?? 0} B before the merge; others ${exits
+            .filter((e) => e.id !== 1)
+            .map((e) => drainedBytes(e.stderr) ?? 0)
+            .join(" / ")} B`,
+        );
+      },
+      runBoundMs,
+    );
+  }
 });
 
 // ---- a fake peer breaks the MARK rules -------------------------------------------
