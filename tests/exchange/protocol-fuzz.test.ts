@@ -64,6 +64,7 @@ const limitOf = new Map<FrameType, number>([
   [FrameType.Committed, 0],
   [FrameType.Confirmed, 0],
   [FrameType.Sample, maxSamplePayloadBytes],
+  [FrameType.Mark, 8], // a 48-bit prefix as u64
 ]);
 
 /** The `allowed` sets to fuzz with: the protocol's phases, every single type, none, all, and random subsets. */
