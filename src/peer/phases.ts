@@ -72,11 +72,12 @@ export async function awaitExchange(run: Run): Promise<void> {
 }
 
 /**
- * Sort and write piece by piece as each sorted piece exists (in memory, the
- * store gives a bucket's memory back once its run is written, so the page cache
- * reuses it; after a spill, the pieces come from the merge). Yields to the event
- * loop every maxBusyMs so pings keep flowing. Ends with the output fsynced
- * under its temporary name.
+ * After the last stream: stop the drain (src/peer/drain.ts), then sort and
+ * write the rest of the share piece by piece as each sorted piece exists (in
+ * memory, the store gives a group's memory back once its runs are written;
+ * after a spill, the pieces come from the merge). Yields to the event loop
+ * every maxBusyMs so pings keep flowing. Ends with the output fsynced under
+ * its temporary name.
  */
 export async function sortAndWrite(run: Run): Promise<void> {
   const { writer, drain } = run;
