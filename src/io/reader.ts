@@ -72,6 +72,18 @@ export function* readUnits(
 }
 
 /**
+ * What identifies one version of a file: device, inode, size, and the
+ * modification and change times in nanoseconds. A reader that goes over a file
+ * several times (key-range rounds) compares it after each pass, so a file
+ * rewritten in place between passes (same size) is an error, not records sent
+ * twice or never.
+ */
+export function fileVersion(path: string): string {
+  const st = statSync(path, { bigint: true });
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+/**
  * Yield the file's records in chunks of whole records: views into one reused
  * buffer, valid until the next iteration. `expectedBytes` is the size checked at
  * start; a file that changes size while read is an error, not a silent short sort.

@@ -2,8 +2,8 @@
  * The data phases of one peer's run, in order: read and send, wait for the
  * exchange, sort and write. Each records its own figures in run.t and its span.
  */
-import { assert } from "../errors.ts";
-import { readChunks } from "../io/reader.ts";
+import { assert, NetsortError } from "../errors.ts";
+import { fileVersion, readChunks } from "../io/reader.ts";
 import { formatBytes, formatRate, log } from "../log.ts";
 import { imbalanceWarning } from "../partition/sample.ts";
 import { RECORD_BYTES } from "../record.ts";
@@ -25,6 +25,7 @@ export async function readAndSend(run: Run): Promise<void> {
   const partitioner = run.partitioner;
   assert(partitioner !== null && drain !== null, "the partitioner and drain exist before reading");
   const fromMs = performance.now();
+  const version = partitioner.rounds > 1 ? fileVersion(options.inputFile) : "";
   for (let round = 0; round < partitioner.rounds; round++) {
     partitioner.beginRound(round);
     for await (const chunk of readChunks(options.inputFile, run.inputBytes)) {
@@ -32,6 +33,12 @@ export async function readAndSend(run: Run): Promise<void> {
       await partitioner.push(chunk);
       if (round === 0) run.readBytes += chunk.length;
       await turn(); // let sockets drain and receive between chunks
+    }
+    // Each pass must see the same records, or some would be sent twice and others never.
+    if (partitioner.rounds > 1 && fileVersion(options.inputFile) !== version) {
+      throw new NetsortError(
+        `input ${options.inputFile}: changed while being read (during key-range round ${round + 1} of ${partitioner.rounds})`,
+      );
     }
     if (round < partitioner.rounds - 1) drain.setLocalMark(partitioner.endRound());
   }

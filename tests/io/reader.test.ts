@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { EXIT_RUNTIME, EXIT_USAGE, NetsortError, UsageError } from "../../src/errors.ts";
-import { checkInputFile, readChunks, readUnits } from "../../src/io/reader.ts";
+import { checkInputFile, fileVersion, readChunks, readUnits } from "../../src/io/reader.ts";
 import { RECORD_BYTES } from "../../src/record.ts";
 
 let dir: string;
@@ -202,5 +202,31 @@ describe("readUnits", () => {
   test("a buffer that is not whole units is a bug (assertion)", () => {
     const { file } = inputFile(RECORD_BYTES);
     expect(() => runs(file, 150, RECORD_BYTES)).toThrow("assertion failed");
+  });
+});
+
+describe("fileVersion", () => {
+  test("stays the same while the file is only read, and changes when it is rewritten in place at the same size", async () => {
+    const { file, data } = inputFile(10 * RECORD_BYTES);
+    const before = fileVersion(file);
+    for await (const _chunk of readChunks(file, data.length)) {
+      // reading changes nothing
+    }
+    expect(fileVersion(file)).toBe(before);
+    // The same size, one byte different, written in place (no new inode).
+    const fd = fs.openSync(file, "r+");
+    fs.writeSync(fd, Buffer.from([data[5] ^ 0xff]), 0, 1, 5);
+    fs.closeSync(fd);
+    expect(fs.statSync(file).size).toBe(data.length);
+    expect(fileVersion(file)).not.toBe(before);
+  });
+
+  test("changes when the path is replaced by another file (a new inode)", () => {
+    const { file, data } = inputFile(4 * RECORD_BYTES);
+    const before = fileVersion(file);
+    const other = `${file}.new`;
+    fs.writeFileSync(other, data);
+    fs.renameSync(other, file);
+    expect(fileVersion(file)).not.toBe(before);
   });
 });

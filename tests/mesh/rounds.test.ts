@@ -20,7 +20,16 @@
  * whole-record sort of all inputs (tests/partition/distributions.ts).
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import {
   encodeMark,
@@ -553,4 +562,45 @@ describe("a fake peer 1: MARKs kept and broken", () => {
       runBoundMs,
     );
   }
+});
+
+describe("an input rewritten in place between rounds", () => {
+  test(
+    "is an error naming the input and the round, not records sent twice or never",
+    async () => {
+      const dir = newDir();
+      const [port] = await freePorts(1);
+      const config = writeConfig(dir, [port]);
+      // 16 MiB read 64 times: long enough (~1 s or more) to change it while the passes run.
+      const [input] = writeInputs(dir, [randomBytes(167_772, 7)]);
+      const [output] = outputPaths(dir, 1);
+      const peer = spawnPeer({ id: 0, input, output, config, args: ["--rounds", "64"] });
+      // Flip one byte in place (same size, same inode) every 100 ms until the peer exits:
+      // whichever flip lands after it took the input's version fails the pass it is in.
+      let flips = 0;
+      const flipper = setInterval(() => {
+        const fd = openSync(input, "r+");
+        const b = Buffer.alloc(1);
+        readSync(fd, b, 0, 1, 12345);
+        b[0] ^= 0xff;
+        writeSync(fd, b, 0, 1, 12345);
+        closeSync(fd);
+        flips++;
+      }, 100);
+      try {
+        const [exit] = await allExited([peer], runBoundMs);
+        expect(flips).toBeGreaterThan(0);
+        expect(exit.exitCode).toBe(1);
+        expect(errorLine(exit)).toMatch(
+          new RegExp(
+            `^input ${input.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: changed while being read \\(during key-range round \\d+ of 64\\)$`,
+          ),
+        );
+        expect(leftovers(dir, [output])).toEqual([]);
+      } finally {
+        clearInterval(flipper);
+      }
+    },
+    runBoundMs + 5_000,
+  );
 });
