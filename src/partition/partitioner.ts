@@ -78,7 +78,7 @@ export class Partitioner {
    * skipped with one table lookup, without finding their owner.
    */
   private readonly roundOf16: Uint8Array;
-  private round = 0;
+  private roundNow = 0;
 
   constructor(
     private readonly self: number,
@@ -105,13 +105,18 @@ export class Partitioner {
     this.beginRound(0);
   }
 
+  /** The round being routed (0-based). */
+  get round(): number {
+    return this.roundNow;
+  }
+
   /** Route only round g's records from now on (rounds are taken in order, from 0). */
   beginRound(g: number): void {
     assert(
-      Number.isInteger(g) && g >= 0 && g < this.rounds && g >= this.round,
+      Number.isInteger(g) && g >= 0 && g < this.rounds && g >= this.roundNow,
       `round ${g} of ${this.rounds}`,
     );
-    this.round = g;
+    this.roundNow = g;
     for (let k = 0; k < this.roundLow32.length; k++) {
       if (this.rounds === 1) break;
       // The first round takes everything below its end, the last everything from its start.
@@ -127,7 +132,7 @@ export class Partitioner {
    * records (a 48-bit prefix), which all went to the sink.
    */
   endRound(): number {
-    const g = this.round;
+    const g = this.roundNow;
     assert(g < this.rounds - 1, "the last round ends with finish()");
     for (let k = 0; k < this.outs.length; k++) if (this.fillWords[k] > 0) this.sendBatch(k);
     for (let k = 0; k < this.outs.length; k++) {
@@ -179,7 +184,7 @@ export class Partitioner {
     const low32 = this.roundLow32;
     const high32 = this.roundHigh32;
     const roundOf16 = this.roundOf16;
-    const round = this.round;
+    const round = this.roundNow;
     for (let w = offset / 4; offset < end; offset += RECORD_BYTES, w += RECORD_WORDS) {
       const r = roundOf16[(chunk[offset] << 8) | chunk[offset + 1]];
       if (r !== round && r !== MIXED) continue; // another round's record

@@ -28,10 +28,11 @@ export async function readAndSend(run: Run): Promise<void> {
   const version = partitioner.rounds > 1 ? fileVersion(options.inputFile) : "";
   for (let round = 0; round < partitioner.rounds; round++) {
     partitioner.beginRound(round);
+    run.readBytes = 0;
     for await (const chunk of readChunks(options.inputFile, run.inputBytes)) {
       if (round === 0 && validation !== null) timedValidation(run, () => validation.addInput(chunk));
       await partitioner.push(chunk);
-      if (round === 0) run.readBytes += chunk.length;
+      run.readBytes += chunk.length;
       await turn(); // let sockets drain and receive between chunks
     }
     // Each pass must see the same records, or some would be sent twice and others never.

@@ -36,6 +36,7 @@ export interface Run {
   /** performance.now() at the start: spans are ms since then. */
   startMs: number;
   inputBytes: number;
+  /** Input bytes read so far in the current key-range round (the progress line). */
   readBytes: number;
 }
 
@@ -150,8 +151,12 @@ export function startProgress(run: Run): Timer {
       f !== undefined && f.mergeTotalBytes > 0
         ? `; merged ${formatBytes(f.mergedBytes)} of ${formatBytes(f.mergeTotalBytes)}`
         : "";
+    const p = run.partitioner;
+    const round = p !== null && p.rounds > 1 ? ` in round ${p.round + 1} of ${p.rounds}` : "";
+    const drained = run.drain?.bytes ?? 0;
+    const written = drained > 0 ? `, wrote ${formatBytes(drained)} of the output so far` : "";
     log.info(
-      `progress at ${elapsedMs} ms: read ${formatBytes(run.readBytes)} of ${formatBytes(run.inputBytes)}, holding ${run.store?.records ?? 0} records${waiting}${merging}`,
+      `progress at ${elapsedMs} ms: read ${formatBytes(run.readBytes)} of ${formatBytes(run.inputBytes)}${round}${written}, holding ${run.store?.heldRecords ?? 0} records${waiting}${merging}`,
     );
   }, progressIntervalMs);
 }
