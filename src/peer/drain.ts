@@ -80,7 +80,10 @@ export class Drain {
     this.poke();
   }
 
-  /** Stop after the piece in hand (before the final sort); rejects with a failure of the drain. */
+  /**
+   * Stop once the drain in hand (everything below its mark) is written, before
+   * the final sort; rejects with a failure of the drain.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     this.run.mesh.onStreamProgress = null;
