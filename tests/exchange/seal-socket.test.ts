@@ -229,7 +229,7 @@ describe("sealed frames over loopback TCP", () => {
       const sent = await send(port, 11);
       const got = await Promise.race([done, Bun.sleep(runTimeoutMs).then(() => null)]);
       expect(got).not.toBeNull();
-      if (got === null) return;
+      if (got === null) throw new Error(`the receiver saw no end within ${runTimeoutMs} ms`);
       expect(got.error).toBeNull();
       expect(got.records).toBe(sent.records);
       expect(got.hash >>> 0).toBe(sent.hash >>> 0);
@@ -256,7 +256,7 @@ describe("sealed frames over loopback TCP", () => {
       const sent = await send(proxyPort, 12);
       const got = await Promise.race([done, Bun.sleep(runTimeoutMs).then(() => null)]);
       expect(got).not.toBeNull();
-      if (got === null) return;
+      if (got === null) throw new Error(`the receiver saw no end within ${runTimeoutMs} ms`);
       expect(got.error).toBeInstanceOf(SealError);
       expect((got.error as Error).message).toMatch(/sealed record 5 failed authentication/);
       // Exactly the five intact frames were delivered; nothing of the damaged one.
