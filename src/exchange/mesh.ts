@@ -24,7 +24,7 @@ import { MeshFailure } from "./failure.ts";
 import type { HelloRefusal, LinkSocket, LocalIdentity, MismatchError } from "./handshake.ts";
 import { fingerprintBytes, helloFlags, helloRefusal, outputTag, wireSettings } from "./identity.ts";
 import { endpoint, PeerLink } from "./link.ts";
-import { encodeEmpty, encodeReady, FrameType, type Hello } from "./protocol.ts";
+import { END_MARK, encodeEmpty, encodeReady, FrameType, type Hello } from "./protocol.ts";
 import { StrangerLog } from "./strangers.ts";
 import type { InStream, OutStream, SocketHandler } from "./streams.ts";
 
@@ -237,7 +237,7 @@ export class Mesh {
    * DONE is past everything (2^48); one not connected yet has said nothing (0).
    */
   lowestMark(): number {
-    let lowest = 2 ** 48;
+    let lowest = END_MARK;
     for (const link of this.otherLinks()) {
       const stream = link.in;
       if (stream === null) return 0;

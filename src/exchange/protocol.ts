@@ -266,12 +266,12 @@ export function decodeSummary(p: Uint8Array): StreamSummary {
   return { records: Number(records), digest: v.getUint32(8) };
 }
 
-/** The most a 48-bit key prefix can be, plus one: a mark may say "nothing more below the end". */
-const maxMark48 = 2 ** 48;
+/** Past every 48-bit key prefix: the highest MARK ("nothing more at all"), and what a finished stream has passed. */
+export const END_MARK = 2 ** 48;
 
 /** MARK: every record still to come on the stream has a 48-bit prefix of at least `prefix48`. */
 export function encodeMark(prefix48: number): Uint8Array {
-  assert(Number.isInteger(prefix48) && prefix48 >= 0 && prefix48 <= maxMark48, `mark ${prefix48}`);
+  assert(Number.isInteger(prefix48) && prefix48 >= 0 && prefix48 <= END_MARK, `mark ${prefix48}`);
   const p = new Uint8Array(MARK_BYTES);
   new DataView(p.buffer).setBigUint64(0, BigInt(prefix48));
   return frame(FrameType.Mark, p);
@@ -280,7 +280,7 @@ export function encodeMark(prefix48: number): Uint8Array {
 export function decodeMark(p: Uint8Array): number {
   if (p.length !== MARK_BYTES) throw new ProtocolError(`MARK of ${p.length} bytes, expected ${MARK_BYTES}`);
   const mark = new DataView(p.buffer, p.byteOffset, MARK_BYTES).getBigUint64(0);
-  if (mark > BigInt(maxMark48)) throw new ProtocolError(`MARK ${mark} is past the largest 48-bit prefix`);
+  if (mark > BigInt(END_MARK)) throw new ProtocolError(`MARK ${mark} is past the largest 48-bit prefix`);
   return Number(mark);
 }
 

@@ -83,20 +83,26 @@ export function fileVersion(path: string): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
+/** The buffer readChunks reads a file of `expectedBytes` into: pass it to every pass over the same file. */
+export function chunkBuffer(expectedBytes: number, chunkBytes = readChunkBytes): Uint8Array {
+  assert(chunkBytes % RECORD_BYTES === 0 && chunkBytes > 0, "chunks hold whole records");
+  return hugeBuffer(Math.min(chunkBytes, Math.max(expectedBytes, RECORD_BYTES)));
+}
+
 /**
  * Yield the file's records in chunks of whole records: views into one reused
- * buffer, valid until the next iteration. `expectedBytes` is the size checked at
- * start; a file that changes size while read is an error, not a silent short sort.
+ * buffer (`buf`, from chunkBuffer; a new one when not given), valid until the
+ * next iteration. `expectedBytes` is the size checked at start; a file that
+ * changes size while read is an error, not a silent short sort.
  */
 export async function* readChunks(
   path: string,
   expectedBytes: number,
-  chunkBytes = readChunkBytes,
+  buf: Uint8Array = chunkBuffer(expectedBytes),
 ): AsyncGenerator<Uint8Array> {
-  assert(chunkBytes % RECORD_BYTES === 0 && chunkBytes > 0, "chunks hold whole records");
+  assert(buf.length % RECORD_BYTES === 0 && buf.length > 0, "chunks hold whole records");
   const fd = openSync(path, "r");
   try {
-    const buf = hugeBuffer(Math.min(chunkBytes, Math.max(expectedBytes, RECORD_BYTES)));
     const chunks = readUnits(fd, buf, RECORD_BYTES);
     let total = 0;
     for (;;) {

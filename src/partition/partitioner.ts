@@ -117,8 +117,8 @@ export class Partitioner {
       `round ${g} of ${this.rounds}`,
     );
     this.roundNow = g;
+    if (this.rounds === 1) return; // one pass: every record, [0, 2^32) as set at construction
     for (let k = 0; k < this.roundLow32.length; k++) {
-      if (this.rounds === 1) break;
       // The first round takes everything below its end, the last everything from its start.
       this.roundLow32[k] = g === 0 ? 0 : roundCut(this.ranges[k], g, this.rounds);
       this.roundHigh32[k] = g === this.rounds - 1 ? TWO_POW_32 : roundCut(this.ranges[k], g + 1, this.rounds);

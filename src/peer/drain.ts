@@ -13,13 +13,11 @@
  * only writer until then.
  */
 import { NetsortError } from "../errors.ts";
+import { END_MARK } from "../exchange/protocol.ts";
 import { maxBusyMs } from "../limits.ts";
 import { type Run, storeOf, timedValidation } from "./run.ts";
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-/** Past every 48-bit prefix: a stream that ended. */
-const END_MARK = 2 ** 48;
 
 /** Time spent sorting and writing, summed over pieces. */
 export interface SortWriteTimes {

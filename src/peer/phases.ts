@@ -3,7 +3,8 @@
  * exchange, sort and write. Each records its own figures in run.t and its span.
  */
 import { assert, NetsortError } from "../errors.ts";
-import { fileVersion, readChunks } from "../io/reader.ts";
+import { END_MARK } from "../exchange/protocol.ts";
+import { chunkBuffer, fileVersion, readChunks } from "../io/reader.ts";
 import { formatBytes, formatRate, log } from "../log.ts";
 import { imbalanceWarning } from "../partition/sample.ts";
 import { RECORD_BYTES } from "../record.ts";
@@ -11,8 +12,6 @@ import { type SortWriteTimes, writeSorted } from "./drain.ts";
 import { type Run, span, storeOf, timedValidation } from "./run.ts";
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
-/** Past every 48-bit prefix: our own records are all routed. */
-const END_MARK = 2 ** 48;
 
 /**
  * Read the input, keep our own records, send the rest as it is read (queued
@@ -26,10 +25,11 @@ export async function readAndSend(run: Run): Promise<void> {
   assert(partitioner !== null && drain !== null, "the partitioner and drain exist before reading");
   const fromMs = performance.now();
   const version = partitioner.rounds > 1 ? fileVersion(options.inputFile) : "";
+  const buffer = chunkBuffer(run.inputBytes); // one for every pass: no fresh pages per round
   for (let round = 0; round < partitioner.rounds; round++) {
     partitioner.beginRound(round);
     run.readBytes = 0;
-    for await (const chunk of readChunks(options.inputFile, run.inputBytes)) {
+    for await (const chunk of readChunks(options.inputFile, run.inputBytes, buffer)) {
       if (round === 0 && validation !== null) timedValidation(run, () => validation.addInput(chunk));
       await partitioner.push(chunk);
       run.readBytes += chunk.length;

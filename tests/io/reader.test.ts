@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { EXIT_RUNTIME, EXIT_USAGE, NetsortError, UsageError } from "../../src/errors.ts";
-import { checkInputFile, fileVersion, readChunks, readUnits } from "../../src/io/reader.ts";
+import { checkInputFile, chunkBuffer, fileVersion, readChunks, readUnits } from "../../src/io/reader.ts";
 import { RECORD_BYTES } from "../../src/record.ts";
 
 let dir: string;
@@ -93,7 +93,7 @@ describe("readChunks", () => {
   /** Read the whole file, copying each chunk (views are reused) and checking its shape. */
   async function readAll(file: string, expected: number, chunkBytes?: number): Promise<Buffer[]> {
     const chunks: Buffer[] = [];
-    for await (const chunk of readChunks(file, expected, chunkBytes)) {
+    for await (const chunk of readChunks(file, expected, chunkBuffer(expected, chunkBytes))) {
       expect(chunk.length).toBeGreaterThan(0);
       expect(chunk.length % RECORD_BYTES).toBe(0);
       if (chunkBytes !== undefined) expect(chunk.length).toBeLessThanOrEqual(chunkBytes);
@@ -142,7 +142,7 @@ describe("readChunks", () => {
   test("a chunk size that is not whole records is a bug (assertion)", async () => {
     const { file } = inputFile(RECORD_BYTES);
     const error = (await thrown(async () => {
-      for await (const _ of readChunks(file, RECORD_BYTES, 150)) {
+      for await (const _ of readChunks(file, RECORD_BYTES, chunkBuffer(RECORD_BYTES, 150))) {
         // consume
       }
     })) as Error;
