@@ -7,7 +7,7 @@
  * between those two calls left (the pid is in the name). The file lives as long
  * as its descriptor; close() frees its space.
  */
-import { closeSync, constants, openSync, readSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { close as closeLater, constants, openSync, readSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { assert, NetsortError, UsageError } from "../errors.ts";
 import { fileErrorReason, removeStaleFiles } from "../io/files.ts";
@@ -125,15 +125,20 @@ export class ScratchFile {
     return done;
   }
 
-  /** Close the descriptor: the kernel frees the file's space. Safe to call more than once. */
+  /**
+   * Close the descriptor, on the thread pool: the kernel then frees the file's
+   * space. The last close of an unnamed file drops its page cache and waits
+   * for the pages still being written back (startWriteback): measured here,
+   * 0.1 s for a 400 MiB run on an idle disk, 0.5 s at the end of a merge while
+   * the output was being written. On the event loop that was half a second
+   * without PINGs, and peers with a short --idle-timeout-ms failed this one.
+   * Safe to call more than once.
+   */
   close(): void {
     if (this.fd < 0) return;
-    try {
-      closeSync(this.fd);
-    } catch {
-      // already closed
-    }
+    const fd = this.fd;
     this.fd = -1;
+    closeLater(fd, () => {}); // an error here (already closed) leaves nothing to do
   }
 
   /** Failure is harmless: the pages are written back later anyway. */

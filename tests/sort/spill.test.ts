@@ -254,6 +254,18 @@ function openIn(dir: string): number {
   }).length;
 }
 
+/** Scratch files are closed on the thread pool: wait at most this long for their descriptors to go. */
+const closeBoundMs = 5_000;
+
+async function closedSoon(dir: string): Promise<void> {
+  const endMs = performance.now() + closeBoundMs;
+  while (openIn(dir) > 0) {
+    if (performance.now() > endMs)
+      throw new Error(`${openIn(dir)} scratch files in ${dir} still open after ${closeBoundMs} ms`);
+    await Bun.sleep(5);
+  }
+}
+
 describe("SpillingStore: sizes", () => {
   test("any budget from the minimum up is accepted, with a fan-in within bounds and the run cap kept", () => {
     const dir = freshDir();
@@ -288,7 +300,7 @@ describe("SpillingStore: sizes", () => {
 describe("SpillingStore: nothing left behind", () => {
   test.skipIf(process.platform !== "linux")(
     "the scratch files are closed when the merge ends, is abandoned, or close() is called",
-    () => {
+    async () => {
       const data = makeRecords(14, 60_000, 0, 1, "uniform");
       const options = {
         budgetBytes: 64 * MB,
@@ -307,7 +319,8 @@ describe("SpillingStore: nothing left behind", () => {
         if (ending === "end") for (const _ of chunks);
         if (ending === "return") chunks.return(undefined);
         if (ending === "close") store.close();
-        expect(openIn(dir)).toBe(0);
+        // Closed on the thread pool (ScratchFile.close): soon, not at once.
+        await closedSoon(dir);
         expect(readdirSync(dir)).toEqual([]);
       }
     },
@@ -395,8 +408,12 @@ describe("SpillingStore: nothing left behind", () => {
         expect(statfsSync(dir).bfree).toBeLessThan(freeBefore);
         store.close();
         expect(readdirSync(dir)).toEqual([]);
+        // Closed on the thread pool: the space comes back once that close has run.
+        const endMs = performance.now() + closeBoundMs;
+        while (statfsSync(dir).bfree < freeBefore && performance.now() < endMs) await Bun.sleep(5);
         expect(statfsSync(dir).bfree).toBe(freeBefore);
       } finally {
+        await closedSoon(dir); // a busy tmpfs cannot be unmounted
         Bun.spawnSync(["umount", dir]);
       }
     },
