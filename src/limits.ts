@@ -84,6 +84,12 @@ export const maxConfigBytes = 1024 * 1024;
 /** The sort loop gives the event loop a turn at least this often, so pings and ABORTs flow. */
 export const maxBusyMs = 50;
 /**
+ * Inside a long synchronous step (a spill in the receive callback), the mesh's
+ * connections are kept alive (queued frames flushed, PING when quiet) at most
+ * this often.
+ */
+export const busyKeepAliveMs = 10;
+/**
  * A quick garbage collection after every this many received bytes: Bun hands
  * each socket read over in a fresh buffer, and without it received data keeps
  * landing in fresh pages. Measured, 4 peers x 256 MiB, A/B in one session:

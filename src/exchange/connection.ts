@@ -30,6 +30,8 @@ export class Connection<T = unknown> {
   /** Monotonic ms of the last byte received / handed to the kernel, for idle checks and pings. */
   lastReceivedMs = performance.now();
   lastSentMs = performance.now();
+  /** The last liveness check found nothing received for the idle timeout (PeerLink.checkLiveness). */
+  seenIdle = false;
   closed = false;
   /**
    * With a shared secret, every frame becomes a sealed record as it is first

@@ -44,6 +44,11 @@ export { endpoint } from "./link-terms.ts";
 
 const ping = encodeEmpty(FrameType.Ping);
 
+/** A direction that sent nothing for a third of the idle timeout, and has nothing queued, sends PING. */
+function pingIfQuiet(conn: Connection<SocketHandler>, nowMs: number, idleTimeoutMs: number): void {
+  if (nowMs - conn.lastSentMs > idleTimeoutMs / 3 && conn.queuedFrames === 0) conn.send(ping);
+}
+
 export class PeerLink {
   readonly out: OutStream;
   in: InStream | null = null;
@@ -416,22 +421,42 @@ export class PeerLink {
 
   /**
    * Idle check and keep-alive, every clock tick: a connected direction that
-   * received nothing for the idle timeout fails the link; one that sent nothing
-   * for a third of it sends PING.
+   * received nothing for the idle timeout at two checks in a row fails the link;
+   * one that sent nothing for a third of it sends PING.
+   *
+   * Why two checks: timers run before socket reads in an event-loop turn. After
+   * a busy stretch of our own, too short to count as a stall (MeshClock), the
+   * peer's PINGs can sit unread in the kernel while the first check looks at
+   * a stale clock; the reads that follow it clear the peer before the second.
    */
   checkLiveness(nowMs: number, forgiveFromMs: number, idleTimeoutMs: number): NetsortError | null {
     for (const conn of this.connections()) {
       if (conn.socket === null || conn.closed) continue;
       // A held stream is silent because we stopped reading it.
       const heldIn = this.holding !== null && conn === this.in?.conn;
-      if (!heldIn && nowMs - Math.max(conn.lastReceivedMs, forgiveFromMs) > idleTimeoutMs) {
+      const idle = !heldIn && nowMs - Math.max(conn.lastReceivedMs, forgiveFromMs) > idleTimeoutMs;
+      if (idle && conn.seenIdle) {
         return new NetsortError(
           `no traffic from peer ${this.id} (${endpoint(this.peer)}) for ${idleTimeoutMs} ms`,
         );
       }
-      if (nowMs - conn.lastSentMs > idleTimeoutMs / 3 && conn.queuedFrames === 0) conn.send(ping);
+      conn.seenIdle = idle;
+      pingIfQuiet(conn, nowMs, idleTimeoutMs);
     }
     return null;
+  }
+
+  /**
+   * From inside a long synchronous step (a spill), where no clock tick or
+   * `drain` event runs: hand what is queued to the kernel, and PING each
+   * direction that sent nothing for a third of the idle timeout, as a tick would.
+   */
+  keepAlive(nowMs: number, idleTimeoutMs: number): void {
+    for (const conn of this.connections()) {
+      if (conn.socket === null || conn.closed) continue;
+      conn.flush();
+      pingIfQuiet(conn, nowMs, idleTimeoutMs);
+    }
   }
 
   /** End our side of both connections and drop whatever still arrives (see Mesh.drain). */

@@ -439,6 +439,18 @@ export class Mesh {
     this.onStreamProgress?.();
   }
 
+  /**
+   * For a long synchronous step (a spill inside the receive callback): queued
+   * frames go to the kernel and quiet connections PING, so peers do not take
+   * our busy seconds for silence. Our own idle clocks restart after the step
+   * (MeshClock's stall detection), so theirs queued meanwhile are not blamed.
+   */
+  keepAlive(): void {
+    if (this.finished || this.failure.error !== null || !this.started) return;
+    const now = performance.now();
+    for (const link of this.otherLinks()) link.keepAlive(now, this.options.idleTimeoutMs);
+  }
+
   /** Every clock tick: the connect deadline, then each link's liveness. */
   private tick(now: number): void {
     if (this.finished || this.failure.error !== null || !this.started) return;

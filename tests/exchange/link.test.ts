@@ -26,7 +26,7 @@ import {
   writeHeader,
 } from "../../src/exchange/protocol.ts";
 import { InStream, OutStream } from "../../src/exchange/streams.ts";
-import { batchBytes, lingerQuietMinMs } from "../../src/limits.ts";
+import { batchBytes, busyKeepAliveMs, lingerQuietMinMs } from "../../src/limits.ts";
 import { freeLoopbackPorts } from "../../src/local/cluster.ts";
 import { log } from "../../src/log.ts";
 import type { PartitionMode, ServerEntry, SortOptions } from "../../src/types.ts";
@@ -468,6 +468,51 @@ describe("PeerLink over loopback: whole runs", () => {
     await barrierWait(a.mesh, "allReady");
     expectOrder("0 in<-1 ready", "resume", "0 out<-1 frame Ack", "0 out->1 acked", "0 allReady");
     expect(receivedFrom(b, 0)).toEqual(records(0, 1, 5));
+  });
+
+  test("a direction fails only when two liveness checks in a row find it idle: bytes read in between clear it", async () => {
+    const [a, b] = cluster(2);
+    await all("connected");
+    const link = a.mesh.links[1]!;
+    const message = `no traffic from peer 1 (127.0.0.1:${b.entry.port}) for ${relaxedIdleTimeoutMs} ms`;
+    // Checks from the future, where nothing has been received for twice the timeout.
+    const later = performance.now() + 2 * relaxedIdleTimeoutMs;
+    expect(link.checkLiveness(later, 0, relaxedIdleTimeoutMs)).toBeNull(); // seen idle once
+    for (const c of link.connections()) c.lastReceivedMs = later; // what a read in between does
+    expect(link.checkLiveness(later, 0, relaxedIdleTimeoutMs)).toBeNull();
+    const evenLater = later + 2 * relaxedIdleTimeoutMs;
+    expect(link.checkLiveness(evenLater, 0, relaxedIdleTimeoutMs)).toBeNull();
+    expect(link.checkLiveness(evenLater, 0, relaxedIdleTimeoutMs)?.message).toBe(message);
+    expect(a.mesh.error).toBeNull(); // only the ticks act on a verdict
+  });
+
+  test("keepAlive from inside a synchronous stretch sends on every connection; without it they stay quiet", async () => {
+    const [a] = cluster(2, () => ({ idleTimeoutMs: shortIdleTimeoutMs }));
+    await all("connected");
+    const conns = a.mesh.links[1]!.connections();
+    expect(conns.length).toBe(2);
+    /** Block this process for `ms`, calling keepAlive every few ms when asked to. */
+    const busy = (ms: number, keepAlive: boolean) => {
+      const endMs = performance.now() + ms;
+      let nextMs = 0;
+      while (performance.now() < endMs) {
+        if (keepAlive && performance.now() >= nextMs) {
+          a.mesh.keepAlive();
+          nextMs = performance.now() + busyKeepAliveMs;
+        }
+      }
+      return performance.now();
+    };
+    const stretchMs = 2 * shortIdleTimeoutMs;
+    let endMs = busy(stretchMs, false);
+    // Nothing runs the clock meanwhile: the last sends are from before the stretch.
+    for (const c of conns) expect(endMs - c.lastSentMs).toBeGreaterThanOrEqual(stretchMs);
+    endMs = busy(stretchMs, true);
+    // PING once a direction is quiet for a third of the idle timeout: each sent during the stretch.
+    for (const c of conns)
+      expect(endMs - c.lastSentMs).toBeLessThan(shortIdleTimeoutMs / 3 + 2 * busyKeepAliveMs);
+    await Bun.sleep(quietWindowMs);
+    expect(a.mesh.error).toBeNull();
   });
 
   test("an idle but healthy mesh stays up on PINGs; a link gone silent fails on the idle timeout, and the peer is told", async () => {
