@@ -97,6 +97,7 @@ export function placeRecords(
     budgetBytes: storeBudgetBytes(run.memoryBytes, run.mesh.peers),
     tempDir: run.tempDir,
     onSpill: (e: SpillEvent) => logSpill(run, e),
+    onBusy: () => run.mesh.keepAlive(),
   });
   run.store = store;
   const peers = run.mesh.peers;

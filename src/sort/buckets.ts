@@ -102,6 +102,12 @@ export class BucketStore {
   /** Buckets b and b' share pool group b >>> groupShift: groups of consecutive buckets. */
   private readonly groupShift: number;
   private staging: Uint8Array | null = null;
+  /**
+   * Called once per block while one big list is scanned or split: with skewed
+   * keys a single bucket can hold most of the share, and sorting it is a long
+   * synchronous stretch before its first run comes out (see SpillingStore.onBusy).
+   */
+  onBusy: (() => void) | null = null;
   private recordCount = 0;
   private sealed = false;
 
@@ -473,9 +479,11 @@ export class BucketStore {
     const ref = pool.slabs32[pool.slabOf[head]];
     const refWord = pool.wordOf[head];
     let differ = RECORD_BYTES;
+    const onBusy = this.onBusy;
     for (let id = head; id >= 0 && differ > fromByte; id = pool.next[id]) {
       const slab = pool.slabs32[pool.slabOf[id]];
       differ = firstDifferentByte(ref, refWord, slab, pool.wordOf[id], pool.fill[id], fromByte, differ);
+      onBusy?.();
     }
     return differ;
   }
@@ -493,6 +501,7 @@ export class BucketStore {
     const i = bit >>> 3;
     const j = Math.min(i + 1, RECORD_BYTES - 1);
     const shift = 8 - (bit & 7);
+    const onBusy = this.onBusy;
     for (let id = head; id >= 0; ) {
       const src8 = pool.slabs8[pool.slabOf[id]];
       const src32 = pool.slabs32[pool.slabOf[id]];
@@ -511,6 +520,7 @@ export class BucketStore {
       const next = pool.next[id];
       pool.release(id); // read: the next grow() may reuse it
       id = next;
+      onBusy?.();
     }
     return children;
   }

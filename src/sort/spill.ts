@@ -33,6 +33,7 @@
  * cut when the held chunks plus the most one add() can take reach what is left.
  */
 import { assert } from "../errors.ts";
+import { busyKeepAliveMs } from "../limits.ts";
 import { RECORD_BYTES } from "../record.ts";
 import { blockBytes, sortBuffersMaxBytes, storeChunkBytes } from "./blocks.ts";
 import { BucketStore, type BucketStoreOptions } from "./buckets.ts";
@@ -74,6 +75,14 @@ export interface SpillingStoreOptions extends BucketStoreOptions {
   maxRunBytes?: number;
   /** Called after each spill, for logs: the first one is "starts spilling". */
   onSpill?: (spill: SpillEvent) => void;
+  /**
+   * Called after every piece a spill writes. A spill is one synchronous step
+   * inside the receive callback and can take seconds (the first one, when the
+   * share outgrew its estimate, writes everything held): the caller keeps its
+   * connections alive from here (Mesh.keepAlive), or peers that hear nothing
+   * for --idle-timeout-ms take this peer for dead.
+   */
+  onBusy?: () => void;
 }
 
 export interface SpillEvent {
@@ -150,6 +159,15 @@ export class SpillingStore {
   /** The most one piece can add to the held chunks (addSlackOf). */
   private addSlackBytes: number;
   private readonly onSpill: ((spill: SpillEvent) => void) | undefined;
+  private readonly onBusy: (() => void) | undefined;
+  private lastBusyMs = 0;
+  /** onBusy, at most every busyKeepAliveMs: the store calls this once per block or piece. */
+  private readonly busy = (): void => {
+    const now = performance.now();
+    if (this.onBusy === undefined || now - this.lastBusyMs < busyKeepAliveMs) return;
+    this.lastBusyMs = now;
+    this.onBusy();
+  };
   private runs: ScratchFile[] = [];
   /** Every scratch file not yet closed (runs, and runs being merged): close() closes them all. */
   private readonly open = new Set<ScratchFile>();
@@ -185,7 +203,7 @@ export class SpillingStore {
     // that still fits spills nothing. After that first spill, runs are capped.
     // The cost: when the budget is reached that way, the first spill sorts and
     // writes everything held in one synchronous step (docs/performance.md,
-    // "Sorting more than memory", says how long; --idle-timeout-ms covers it).
+    // "Sorting more than memory", says how long; onBusy keeps the mesh alive).
     // Otherwise (spilling planned) the store is sized for one capped run: sized
     // for the whole share it would have more buckets and groups than a run
     // needs, each keeping a partly filled block or chunk.
@@ -197,6 +215,7 @@ export class SpillingStore {
     this.addSlackBytes = addSlackOf(inner);
     this.runLimitBytes = this.plannedSpill ? this.cappedRunBytes : roomBytes;
     this.onSpill = options.onSpill;
+    this.onBusy = options.onBusy;
     this.stats = {
       spills: 0,
       runs: 0,
@@ -268,7 +287,10 @@ export class SpillingStore {
     const records = this.inner.heldRecords;
     const file = this.newFile();
     this.runs.push(file);
-    for (const piece of this.inner.sortedRuns()) file.append(piece);
+    for (const piece of this.inner.sortedRuns()) {
+      file.append(piece);
+      this.busy();
+    }
     assert(file.bytes === records * RECORD_BYTES, `run of ${records} records holds ${file.bytes} B`);
     this.notePeak(0);
     if (this.capped) this.inner.reset();
@@ -288,7 +310,9 @@ export class SpillingStore {
   }
 
   private storeFor(expectedRecords: number): BucketStore {
-    return new BucketStore({ rangeStart: this.rangeStart, rangeEnd: this.rangeEnd, expectedRecords });
+    const store = new BucketStore({ rangeStart: this.rangeStart, rangeEnd: this.rangeEnd, expectedRecords });
+    store.onBusy = this.busy;
+    return store;
   }
 
   /**

@@ -335,6 +335,72 @@ test.skipIf(timePrefix === null)(
   },
 );
 
+/**
+ * A spill is one synchronous step inside the receive callback. The first one,
+ * when the share outgrows its estimate (skewed keys, bits partition), writes
+ * everything held: seconds on big budgets. Before Mesh.keepAlive, a peer fell
+ * silent for that long and the others failed it for --idle-timeout-ms.
+ */
+describe("memory: a long spill keeps the mesh alive", () => {
+  /** Per peer; with 2 peers and skewed keys, peer 0 gets ~95% of both inputs: about twice what it expects. */
+  const longSpillInputBytes = 260_000_000;
+  /** The expected share (one input) fits, so the first spill is not planned and writes ~340 MiB at once. */
+  const longSpillBudgetBytes = 384 * MiB;
+  /** Far below how long that first spill takes (checked below). */
+  const longSpillIdleMs = 300;
+
+  test(
+    "an unplanned first spill several idle timeouts long: both peers exit 0, the output is sorted and complete",
+    async () => {
+      const dir = tempDir("netsort-longspill-");
+      try {
+        const inputs = [0, 1].map((id) => {
+          const path = join(dir, `input-${id}.dat`);
+          writeFileSync(path, records(longSpillInputBytes, "skew", 3000 + id));
+          return path;
+        });
+        const spillDir = join(dir, "spill");
+        mkdirSync(spillDir);
+        const outputs = outputPaths(dir, 2);
+        const results = await runPeers(writeConfig(dir, freePorts(2)), inputs, outputs, {
+          extraArgs: [
+            "--memory",
+            String(longSpillBudgetBytes),
+            "--temp-dir",
+            spillDir,
+            `--idle-timeout-ms=${longSpillIdleMs}`,
+            "--connect-timeout-ms=30000",
+          ],
+          timeoutMs: runBoundMs,
+        });
+        for (const r of results) {
+          expect({ id: r.id, exitCode: r.exitCode, stderr: r.exitCode === 0 ? "" : r.stderr }).toEqual({
+            id: r.id,
+            exitCode: 0,
+            stderr: "",
+          });
+        }
+        // The premise: peer 0's first spill was silent work far longer than the idle timeout.
+        const first = /memory: the share does not fit .* run 1: \d+ records \(.*\) in (\d+) ms/.exec(
+          results[0].stderr,
+        );
+        if (first === null) throw new Error(`peer 0 did not spill:\n${results[0].stderr}`);
+        const spillMs = Number(first[1]);
+        console.log(`[measured] ${first[0]}; --idle-timeout-ms ${longSpillIdleMs}`);
+        expect(spillMs).toBeGreaterThan(1.5 * longSpillIdleMs);
+        const joined = join(dir, "joined.dat");
+        concatFiles(outputs, joined);
+        expect(firstDisorder(joined)).toBe(-1);
+        expect(fingerprint([joined])).toEqual(fingerprint(inputs));
+        expect(readdirSync(spillDir)).toEqual([]);
+      } finally {
+        removeDir(dir);
+      }
+    },
+    2 * runBoundMs,
+  );
+});
+
 describe("memory: failures", () => {
   let dirs: string[] = [];
   afterEach(() => {

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { ownerOf, RECORD_BYTES, rangeEnd, rangeStart } from "../../src/record.ts";
+import { blockRecords } from "../../src/sort/blocks.ts";
 import { BucketStore } from "../../src/sort/buckets.ts";
 import { prng } from "../helpers.ts";
 
@@ -192,6 +193,48 @@ describe("BucketStore: concatenated sortedRuns equal a memcmp reference", () => 
     expect(make(2_700_000)).toBeGreaterThanOrEqual(256);
     expect(make(2_700_000)).toBeLessThanOrEqual(1024);
     expect(make(1e12)).toBe(65536);
+  });
+});
+
+describe("BucketStore: onBusy (keeping the mesh alive through long sorts)", () => {
+  test("while one big list is scanned and split, onBusy runs once per block of it", () => {
+    // Skewed keys: 90% share one 48-bit prefix, so one bucket holds most of the
+    // records and is split (by its next digit) before any of its runs comes out.
+    const count = 60_000;
+    const random = prng(77);
+    const data = makeRecords(random, count, 3, 7, "skewed");
+    const store = new BucketStore({
+      rangeStart: rangeStart(3, 7),
+      rangeEnd: rangeEnd(3, 7),
+      expectedRecords: count,
+    });
+    addInBatches(store, data, random, 700);
+    let calls = 0;
+    store.onBusy = () => {
+      calls++;
+    };
+    const { sorted } = collect(store);
+    expect(sorted.equals(referenceSort(data))).toBe(true);
+    // The shared list holds ~54,000 records in blocks of blockRecords: the split reads each block once.
+    expect(calls).toBeGreaterThanOrEqual(Math.floor((0.85 * count) / blockRecords));
+  });
+
+  test("a store whose lists are all small never calls it (nothing long to interrupt)", () => {
+    const count = 20_000;
+    const random = prng(78);
+    const data = makeRecords(random, count, 0, 2, "uniform");
+    const store = new BucketStore({
+      rangeStart: rangeStart(0, 2),
+      rangeEnd: rangeEnd(0, 2),
+      expectedRecords: count,
+    });
+    addInBatches(store, data, random, 700);
+    let calls = 0;
+    store.onBusy = () => {
+      calls++;
+    };
+    for (const _ of store.sortedRuns());
+    expect(calls).toBe(0);
   });
 });
 

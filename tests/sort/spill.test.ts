@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statfsSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NetsortError, UsageError } from "../../src/errors.ts";
+import { busyKeepAliveMs } from "../../src/limits.ts";
 import { RECORD_BYTES, rangeEnd, rangeStart } from "../../src/record.ts";
 import { BucketStore } from "../../src/sort/buckets.ts";
 import {
@@ -265,6 +266,36 @@ async function closedSoon(dir: string): Promise<void> {
     await Bun.sleep(5);
   }
 }
+
+describe("SpillingStore: onBusy", () => {
+  test(
+    "a spill calls onBusy while it sorts and writes, no more often than busyKeepAliveMs",
+    () => {
+      // Skewed keys past a budget they were not expected to fill: the first run is
+      // everything held, mostly one list that is split before it can be written.
+      const data = makeRecords(21, 250_000, 0, 1, "skewed");
+      const busyAtMs: number[] = [];
+      const spillEndsAtCall: number[] = [];
+      const { store, sorted } = spilling(data, 0, 1, {
+        budgetBytes: Math.floor(1.25 * minimumStoreBytes()),
+        maxRunBytes: 6 * MB,
+        expectedRecords: 50_000,
+        onBusy: () => busyAtMs.push(performance.now()),
+        onSpill: () => spillEndsAtCall.push(busyAtMs.length),
+      });
+      expect(store.plannedSpill).toBe(false);
+      expect(sorted.equals(inMemory(data, 0, 1))).toBe(true);
+      expect(spillEndsAtCall.length).toBeGreaterThanOrEqual(2);
+      // Sorting happens only in spills and at the end: calls before the first
+      // spill ended came from inside it.
+      expect(spillEndsAtCall[0]).toBeGreaterThanOrEqual(1);
+      for (let i = 1; i < busyAtMs.length; i++) {
+        expect(busyAtMs[i] - busyAtMs[i - 1]).toBeGreaterThanOrEqual(busyKeepAliveMs);
+      }
+    },
+    heavyTimeoutMs,
+  );
+});
 
 describe("SpillingStore: sizes", () => {
   test("any budget from the minimum up is accepted, with a fan-in within bounds and the run cap kept", () => {
