@@ -264,8 +264,9 @@ export class SpillingStore {
 
   /**
    * Add whole records, as BucketStore.add. May spill first (synchronously:
-   * sorting and writing one run, at most maxSpillRunBytes). A full temp disk is
-   * a NetsortError naming the directory.
+   * sorting and writing one run, at most maxSpillRunBytes except an unplanned
+   * first one, which holds the whole budget; onBusy runs meanwhile). A full temp
+   * disk is a NetsortError naming the directory.
    */
   add(buf: Uint8Array, offset: number, length: number): void {
     assert(!this.consumed, "add after sortedChunks");
