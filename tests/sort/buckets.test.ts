@@ -197,15 +197,13 @@ describe("BucketStore: concatenated sortedRuns equal a memcmp reference", () => 
 });
 
 describe("BucketStore: onBusy (keeping the mesh alive through long sorts)", () => {
-  test("while one big list is scanned and split, onBusy runs once per block of it", () => {
-    // Skewed keys: 90% share one 48-bit prefix, so one bucket holds most of the
-    // records and is split (by its next digit) before any of its runs comes out.
-    const count = 60_000;
-    const random = prng(77);
-    const data = makeRecords(random, count, 3, 7, "skewed");
+  /** Sort `count` records of `shape` owned by peer `peer` of `peers`, counting onBusy calls. */
+  function sortCountingBusy(seed: number, count: number, peer: number, peers: number, shape: Shape) {
+    const random = prng(seed);
+    const data = makeRecords(random, count, peer, peers, shape);
     const store = new BucketStore({
-      rangeStart: rangeStart(3, 7),
-      rangeEnd: rangeEnd(3, 7),
+      rangeStart: rangeStart(peer, peers),
+      rangeEnd: rangeEnd(peer, peers),
       expectedRecords: count,
     });
     addInBatches(store, data, random, 700);
@@ -215,26 +213,20 @@ describe("BucketStore: onBusy (keeping the mesh alive through long sorts)", () =
     };
     const { sorted } = collect(store);
     expect(sorted.equals(referenceSort(data))).toBe(true);
+    return calls;
+  }
+
+  test("while one big list is scanned and split, onBusy runs once per block of it", () => {
+    // Skewed keys: 90% share one 48-bit prefix, so one bucket holds most of the
+    // records and is split (by its next digit) before any of its runs comes out.
+    const count = 60_000;
+    const calls = sortCountingBusy(77, count, 3, 7, "skewed");
     // The shared list holds ~54,000 records in blocks of blockRecords: the split reads each block once.
     expect(calls).toBeGreaterThanOrEqual(Math.floor((0.85 * count) / blockRecords));
   });
 
   test("a store whose lists are all small never calls it (nothing long to interrupt)", () => {
-    const count = 20_000;
-    const random = prng(78);
-    const data = makeRecords(random, count, 0, 2, "uniform");
-    const store = new BucketStore({
-      rangeStart: rangeStart(0, 2),
-      rangeEnd: rangeEnd(0, 2),
-      expectedRecords: count,
-    });
-    addInBatches(store, data, random, 700);
-    let calls = 0;
-    store.onBusy = () => {
-      calls++;
-    };
-    for (const _ of store.sortedRuns());
-    expect(calls).toBe(0);
+    expect(sortCountingBusy(78, 20_000, 0, 2, "uniform")).toBe(0);
   });
 });
 
