@@ -289,8 +289,10 @@ describe("SpillingStore: onBusy", () => {
       // Sorting happens only in spills and at the end: calls before the first
       // spill ended came from inside it.
       expect(spillEndsAtCall[0]).toBeGreaterThanOrEqual(1);
+      // Stamped inside onBusy, a moment after the limiter read its own clock:
+      // a gap can look up to that moment shorter (1 ms is far more than it takes).
       for (let i = 1; i < busyAtMs.length; i++) {
-        expect(busyAtMs[i] - busyAtMs[i - 1]).toBeGreaterThanOrEqual(busyKeepAliveMs);
+        expect(busyAtMs[i] - busyAtMs[i - 1]).toBeGreaterThanOrEqual(busyKeepAliveMs - 1);
       }
     },
     heavyTimeoutMs,
