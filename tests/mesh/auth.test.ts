@@ -9,24 +9,21 @@
  *    real peer aborts naming the sender (exit 1) and tells the fake peer (ABORT).
  *    A control run where the fake peer behaves shows the fake is a valid peer.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { encodeSummary, FrameType } from "../../src/exchange/protocol.ts";
 import { generateSecret } from "../../src/secret.ts";
 import { dataFrame, FakePeer, wireFingerprintOf } from "./fake-peer.ts";
-import { allExited, errorLine, killPeers, leftovers, type PeerExit, spawnPeer } from "./fault-helpers.ts";
+import { allExited, dirsPerTest, errorLine, leftovers, type PeerExit, spawnPeer } from "./fault-helpers.ts";
 import {
   expectedOwner,
   freePorts,
-  killAll,
   makeRecords,
   outputPaths,
   problemLines,
   RECORD,
-  removeDir,
   runPeers,
-  tempDir,
   verifyOutputs,
   writeConfig,
   writeInputs,
@@ -34,19 +31,7 @@ import {
 
 const runBoundMs = 30_000;
 
-let dirs: string[] = [];
-afterEach(() => {
-  killPeers();
-  killAll();
-  for (const d of dirs) removeDir(d);
-  dirs = [];
-});
-
-function newDir(): string {
-  const d = tempDir("netsort-auth-");
-  dirs.push(d);
-  return d;
-}
+const newDir = dirsPerTest("netsort-auth-");
 
 /** A secret file as `netsort secret` leaves it: owner-only (0600), whatever the umask. */
 function secretFile(dir: string, name: string, text: string): string {

@@ -10,14 +10,13 @@
  *    symlinked directory): no peer exits 0, and the error names the path or both peers.
  * Real peer processes on loopback; every child is killed in afterEach.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { allExited, errorLine, killPeers, type Peer, type PeerExit, spawnPeer } from "./fault-helpers.ts";
+import { allExited, dirsPerTest, errorLine, type Peer, type PeerExit, spawnPeer } from "./fault-helpers.ts";
 import {
   expectedOwner,
   freePorts,
-  killAll,
   makeRecords,
   outputPaths,
   RECORD,
@@ -75,19 +74,7 @@ beforeAll(() => {
 
 afterAll(() => removeDir(shared));
 
-let dirs: string[] = [];
-afterEach(() => {
-  killPeers();
-  killAll();
-  for (const d of dirs) removeDir(d);
-  dirs = [];
-});
-
-function newDir(): string {
-  const d = tempDir("netsort-commit-run-");
-  dirs.push(d);
-  return d;
-}
+const newDir = dirsPerTest("netsort-commit-run-");
 
 /**
  * Outputs of an "earlier run": sorted, well-formed records, but not these inputs'

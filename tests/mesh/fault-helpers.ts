@@ -4,8 +4,10 @@
  * lines can be awaited while it runs (to kill it in a given phase), exit
  * timestamps (to measure how fast the others stop), fast random inputs of tens
  * of MB, and the "one line, names the cause" checks.
- * Every spawned child is tracked; `killPeers()` (call it in afterEach) ends them.
+ * Every spawned child is tracked; `killPeers()` (call it in afterEach) ends them,
+ * and `dirsPerTest()` sets that up with per-test temp dirs in one line.
  */
+import { afterEach } from "bun:test";
 import { randomBytes } from "node:crypto";
 import {
   chmodSync,
@@ -20,7 +22,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { leftoverTempFiles, netsortCommand } from "./harness.ts";
+import { killAll, leftoverTempFiles, netsortCommand, removeDir, tempDir } from "./harness.ts";
 
 /**
  * The log line a peer prints once every stream to it has ended (src/job.ts; it
@@ -154,6 +156,25 @@ export function killPeers(): void {
     }
   }
   running.clear();
+}
+
+/**
+ * Call once at the top of a test file: returns newDir(), a fresh temp dir named
+ * `prefix`..., and after each test kills every peer (spawnPeer's and
+ * runPeers') and removes the dirs that test made.
+ */
+export function dirsPerTest(prefix: string): () => string {
+  const dirs: string[] = [];
+  afterEach(() => {
+    killPeers();
+    killAll();
+    for (const d of dirs.splice(0)) removeDir(d);
+  });
+  return () => {
+    const d = tempDir(prefix);
+    dirs.push(d);
+    return d;
+  };
 }
 
 export interface SpawnOptions {

@@ -11,29 +11,19 @@
  *    digest alone is wrong (the message names the digest as what differs).
  * Real peer processes on loopback; every child is killed in afterEach.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { encodeReason, encodeSummary, FrameType } from "../../src/exchange/protocol.ts";
 import { dataFrame, FakePeer, wireFingerprintOf } from "./fake-peer.ts";
 import {
   allExited,
+  dirsPerTest,
   errorLine,
-  killPeers,
   type Peer,
   type PeerExit,
   spawnPeer,
   textLines,
 } from "./fault-helpers.ts";
-import {
-  freePorts,
-  killAll,
-  makeRecords,
-  outputPaths,
-  RECORD,
-  removeDir,
-  tempDir,
-  writeConfig,
-  writeInputs,
-} from "./harness.ts";
+import { freePorts, makeRecords, outputPaths, RECORD, writeConfig, writeInputs } from "./harness.ts";
 
 /** Every peer must have stopped this soon after its start (the bound). */
 const stopBoundMs = 10_000;
@@ -43,19 +33,7 @@ const longConnectTimeoutMs = 60_000;
 const messageBoundMs = 5_000;
 const runBoundMs = 30_000;
 
-let dirs: string[] = [];
-afterEach(() => {
-  killPeers();
-  killAll();
-  for (const d of dirs) removeDir(d);
-  dirs = [];
-});
-
-function newDir(): string {
-  const d = tempDir("netsort-mismatch-");
-  dirs.push(d);
-  return d;
-}
+const newDir = dirsPerTest("netsort-mismatch-");
 
 function report(scenario: string, exits: PeerExit[]): void {
   const figures = exits.map((e) => ({

@@ -43,16 +43,13 @@ import { generateSecret } from "../../src/secret.ts";
 import { prng } from "../helpers.ts";
 import { distributions, randomBytes, referenceSort } from "../partition/distributions.ts";
 import { dataFrame, FakePeer, wireFingerprintOf } from "./fake-peer.ts";
-import { allExited, errorLine, killPeers, leftovers, type PeerExit, spawnPeer } from "./fault-helpers.ts";
+import { allExited, dirsPerTest, errorLine, leftovers, type PeerExit, spawnPeer } from "./fault-helpers.ts";
 import {
   expectedOwner,
   freePorts,
-  killAll,
   outputPaths,
   problemLines,
   RECORD,
-  removeDir,
-  tempDir,
   writeConfig,
   writeInputs,
 } from "./harness.ts";
@@ -66,21 +63,12 @@ const holdReadingMs = 500;
 /** After a fake peer's violation, the real peer stops this soon. */
 const stopBoundMs = 3_000;
 
-const dirs: string[] = [];
+const newDir = dirsPerTest("netsort-rounds-");
 const fakes = new Set<FakePeer>();
 afterEach(() => {
-  killPeers();
-  killAll();
   for (const f of fakes) f.close();
   fakes.clear();
-  for (const d of dirs.splice(0)) removeDir(d);
 });
-
-function newDir(): string {
-  const d = tempDir("netsort-rounds-");
-  dirs.push(d);
-  return d;
-}
 
 function concat(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));

@@ -6,22 +6,19 @@
  * a peer whose mode differs is refused by name, and in the default bits mode a
  * peer with far more than its share says so, suggesting --partition sample.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { generateSecret } from "../../src/secret.ts";
 import { distributions, referenceSort } from "../partition/distributions.ts";
-import { allExited, killPeers, spawnPeer } from "./fault-helpers.ts";
+import { allExited, dirsPerTest, spawnPeer } from "./fault-helpers.ts";
 import {
   freePorts,
-  killAll,
   makeRecords,
   outputPaths,
   problemLines,
   RECORD,
-  removeDir,
   runPeers,
-  tempDir,
   writeConfig,
   writeInputs,
 } from "./harness.ts";
@@ -33,18 +30,7 @@ const recordsPerPeer = 20_000;
 const maxImbalance = 1.1;
 const runBoundMs = 60_000;
 
-const dirs: string[] = [];
-afterEach(() => {
-  killAll();
-  killPeers();
-  for (const d of dirs.splice(0)) removeDir(d);
-});
-
-function newDir(): string {
-  const d = tempDir("netsort-sample-mesh-");
-  dirs.push(d);
-  return d;
-}
+const newDir = dirsPerTest("netsort-sample-mesh-");
 
 async function sortWith(inputs: Uint8Array[], args: string[]) {
   const dir = newDir();

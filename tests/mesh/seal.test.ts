@@ -40,8 +40,8 @@ import { generateSecret } from "../../src/secret.ts";
 import { defaultSettings, wireFingerprintOf } from "./fake-peer.ts";
 import {
   allExited,
+  dirsPerTest,
   errorLine,
-  killPeers,
   leftovers,
   type PeerExit,
   sh,
@@ -50,7 +50,6 @@ import {
 } from "./fault-helpers.ts";
 import {
   freePorts,
-  killAll,
   makeRecords,
   outputPaths,
   problemLines,
@@ -84,22 +83,12 @@ const lingerDialAttempts = 200;
 const listenWaitMs = 10_000;
 const listenPollMs = 20;
 
-let dirs: string[] = [];
+const newDir = dirsPerTest("netsort-seal-");
 let proxies: RecordingProxy[] = [];
 afterEach(() => {
-  killPeers();
-  killAll();
   for (const p of proxies) p.close();
   proxies = [];
-  for (const d of dirs) removeDir(d);
-  dirs = [];
 });
-
-function newDir(): string {
-  const d = tempDir("netsort-seal-");
-  dirs.push(d);
-  return d;
-}
 
 /** argv prefix that runs a command with `hostsFile` as its /etc/hosts (a private mount namespace). */
 function withHosts(hostsFile: string): string[] {
