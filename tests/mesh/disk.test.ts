@@ -9,14 +9,14 @@
  * read-only tmpfs mount instead (skipped with the reason when a probe, run
  * before the tests, finds that mounting fails here).
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   allExited,
+  dirsPerTest,
   errorLine,
-  killPeers,
   leftovers,
   type PeerExit,
   sh,
@@ -25,7 +25,6 @@ import {
 } from "./fault-helpers.ts";
 import {
   freePorts,
-  killAll,
   makeRecords,
   outputPaths,
   removeDir,
@@ -83,13 +82,7 @@ afterAll(async () => {
   removeDir(shared);
 });
 
-let dirs: string[] = [];
-afterEach(() => {
-  killPeers();
-  killAll();
-  for (const d of dirs) removeDir(d);
-  dirs = [];
-});
+const newDir = dirsPerTest("netsort-disk-");
 
 async function mountTmpfs(path: string, options: string): Promise<void> {
   mkdirSync(path, { recursive: true });
@@ -151,8 +144,7 @@ describe("8. disk", () => {
   test(
     "output directory missing: exit 2 at start-up, the others exit 1 naming peer 1",
     async () => {
-      const dir = tempDir("netsort-disk-");
-      dirs.push(dir);
+      const dir = newDir();
       const missing = join(dir, "no-such-dir");
       const bad = join(missing, "output-1.dat");
       const exits = await runWithBadOutput(dir, bad);
@@ -170,8 +162,7 @@ describe("8. disk", () => {
   test.skipIf(noMount !== null)(
     `output directory not writable (read-only mount): exit 2 at start-up, the others exit 1${skipNote}`,
     async () => {
-      const dir = tempDir("netsort-disk-");
-      dirs.push(dir);
+      const dir = newDir();
       const ro = join(dir, "read-only");
       await mountTmpfs(ro, "ro,size=64k");
       try {
@@ -192,8 +183,7 @@ describe("8. disk", () => {
   test.skipIf(noMount !== null)(
     `out of space while writing (1 MiB tmpfs): exit 1, no partial output, the others exit 1${skipNote}`,
     async () => {
-      const dir = tempDir("netsort-disk-");
-      dirs.push(dir);
+      const dir = newDir();
       const small = join(dir, "small");
       await mountTmpfs(small, `size=${tmpfsBytes}`);
       try {
@@ -215,8 +205,7 @@ describe("8. disk", () => {
   test(
     "past the file-size limit (ulimit -f): exit 1 with EFBIG, no partial output, the others exit 1",
     async () => {
-      const dir = tempDir("netsort-disk-");
-      dirs.push(dir);
+      const dir = newDir();
       const bad = join(dir, "output-1.dat");
       const exits = await runWithBadOutput(dir, bad, [
         "bash",

@@ -7,16 +7,16 @@
  * Phases are read from the peers' own log lines: "connected to peer" (--verbose),
  * "mesh up", "read ...", "exchange: waited ..." (exchangeDoneLine), "sorted ...".
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config.ts";
 import { assert } from "../../src/errors.ts";
 import {
   allExited,
+  dirsPerTest,
   errorLine,
   exchangeDoneLine,
-  killPeers,
   leftovers,
   modesApplyPrefix,
   type Peer,
@@ -28,7 +28,6 @@ import {
 } from "./fault-helpers.ts";
 import {
   freePorts,
-  killAll,
   makeRecords,
   outputPaths,
   removeDir,
@@ -69,13 +68,7 @@ beforeAll(() => {
 
 afterAll(() => removeDir(shared));
 
-let dirs: string[] = [];
-afterEach(() => {
-  killPeers();
-  killAll();
-  for (const d of dirs) removeDir(d);
-  dirs = [];
-});
+const newDir = dirsPerTest("netsort-fault-");
 
 interface Cluster {
   dir: string;
@@ -85,8 +78,7 @@ interface Cluster {
 }
 
 function cluster(peers: number): Cluster {
-  const dir = tempDir("netsort-fault-");
-  dirs.push(dir);
+  const dir = newDir();
   const ports = freePorts(peers);
   return { dir, ports, config: writeConfig(dir, ports), outputs: outputPaths(dir, peers) };
 }

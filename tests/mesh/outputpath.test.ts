@@ -5,38 +5,22 @@
  * both paths, before anything is written, its input is byte for byte as it was,
  * and the other peer stops naming it.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { linkSync, readFileSync, symlinkSync } from "node:fs";
-import { allExited, errorLine, killPeers, spawnPeer } from "./fault-helpers.ts";
-import {
-  freePorts,
-  killAll,
-  makeRecords,
-  outputPaths,
-  removeDir,
-  tempDir,
-  writeConfig,
-  writeInputs,
-} from "./harness.ts";
+import { allExited, dirsPerTest, errorLine, spawnPeer } from "./fault-helpers.ts";
+import { freePorts, makeRecords, outputPaths, writeConfig, writeInputs } from "./harness.ts";
 
 const recordsPerPeer = 5_000;
 const runBoundMs = 30_000;
 
-let dirs: string[] = [];
-afterEach(() => {
-  killPeers();
-  killAll();
-  for (const d of dirs) removeDir(d);
-  dirs = [];
-});
+const newDir = dirsPerTest("netsort-outpath-");
 
 describe("output path is the input", () => {
   for (const kind of ["same path", "hard link", "symlink"] as const) {
     test(
       `${kind}: that peer exits 2 naming both paths, its input untouched; the other exits 1`,
       async () => {
-        const dir = tempDir("netsort-outpath-");
-        dirs.push(dir);
+        const dir = newDir();
         const inputs = writeInputs(
           dir,
           [0, 1].map((id) => makeRecords(recordsPerPeer, "uniform", 900 + id)),

@@ -4,36 +4,21 @@
  * lines give durations of the work itself (a read is not charged the mesh
  * wait); "1 peer" is singular. Real peers on loopback; children killed after.
  */
-import { afterEach, describe, expect, test } from "bun:test";
-import { allExited, killPeers, spawnPeer } from "./fault-helpers.ts";
-import {
-  freePorts,
-  killAll,
-  makeRecords,
-  outputPaths,
-  removeDir,
-  tempDir,
-  writeConfig,
-  writeInputs,
-} from "./harness.ts";
+import { describe, expect, test } from "bun:test";
+import { allExited, dirsPerTest, spawnPeer } from "./fault-helpers.ts";
+import { freePorts, makeRecords, outputPaths, writeConfig, writeInputs } from "./harness.ts";
 
 /** The first progress line comes after 5 s (progressIntervalMs); allow for a loaded machine. */
 const firstProgressBoundMs = 9_000;
 const runBoundMs = 30_000;
 
-const dirs: string[] = [];
-afterEach(() => {
-  killPeers();
-  killAll();
-  for (const d of dirs.splice(0)) removeDir(d);
-});
+const newDir = dirsPerTest("netsort-progress-");
 
 describe("log lines", () => {
   test(
     "while the mesh is not up, the first progress line names every missing peer with its host:port",
     async () => {
-      const dir = tempDir("netsort-progress-");
-      dirs.push(dir);
+      const dir = newDir();
       const ports = freePorts(3);
       const config = writeConfig(dir, ports);
       const [input] = writeInputs(dir, [makeRecords(100, "uniform", 1)]);
@@ -54,8 +39,7 @@ describe("log lines", () => {
   test(
     "a read is timed over the reading itself, not the wait for a late peer; '1 peer connected'",
     async () => {
-      const dir = tempDir("netsort-progress-");
-      dirs.push(dir);
+      const dir = newDir();
       const config = writeConfig(dir, freePorts(2));
       const inputs = writeInputs(dir, [makeRecords(2000, "uniform", 2), makeRecords(2000, "uniform", 3)]);
       const outputs = outputPaths(dir, 2);
