@@ -5,7 +5,7 @@
  * into the directory); where the file system refuses that, it is created under a
  * unique name and unlinked at once, and a later run removes any file a kill
  * between those two calls left (the pid is in the name). The file lives as long
- * as its descriptor; close() frees its space.
+ * as its descriptor; close() frees its space (on the thread pool, see there).
  */
 import { close as closeLater, constants, openSync, readSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";

@@ -76,11 +76,13 @@ export interface SpillingStoreOptions extends BucketStoreOptions {
   /** Called after each spill, for logs: the first one is "starts spilling". */
   onSpill?: (spill: SpillEvent) => void;
   /**
-   * Called after every piece a spill writes. A spill is one synchronous step
-   * inside the receive callback and can take seconds (the first one, when the
-   * share outgrew its estimate, writes everything held): the caller keeps its
-   * connections alive from here (Mesh.keepAlive), or peers that hear nothing
-   * for --idle-timeout-ms take this peer for dead.
+   * Called at most every busyKeepAliveMs while the store sorts: after every
+   * piece a spill writes, and once per block while one big list is scanned or
+   * split (also in drains and the final sort, where it does no harm). A spill
+   * is one synchronous step inside the receive callback and can take seconds
+   * (the first one, when the share outgrew its estimate, writes everything
+   * held): the caller keeps its connections alive from here (Mesh.keepAlive),
+   * or peers that hear nothing for --idle-timeout-ms take this peer for dead.
    */
   onBusy?: () => void;
 }
