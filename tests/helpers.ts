@@ -16,6 +16,17 @@ export function prng(seed: number): () => number {
   };
 }
 
+/** The parts, one after another, in one new array. */
+export function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 export const MAIN_TS = join(import.meta.dir, "../src/cli/main.ts");
 
 export interface CliResult {

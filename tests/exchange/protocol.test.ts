@@ -28,7 +28,7 @@ import {
 } from "../../src/exchange/protocol.ts";
 import { maxAbortReasonBytes } from "../../src/limits.ts";
 import { RECORD_BYTES } from "../../src/record.ts";
-import { prng as rng } from "../helpers.ts";
+import { concat, prng as rng } from "../helpers.ts";
 
 /** Seeded random bytes, four per PRNG step (record payloads are big; keep this cheap). */
 function randomBytes(next: () => number, n: number): Uint8Array {
@@ -65,16 +65,6 @@ function rawHeader(type: number, length: number, reserved: [number, number, numb
   h.set(reserved, 1);
   new DataView(h.buffer).setUint32(4, length);
   return h;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 interface Received {

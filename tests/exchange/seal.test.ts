@@ -22,6 +22,7 @@ import {
   sealOutOffsetBytes,
   sealOverheadBytes,
 } from "../../src/exchange/seal.ts";
+import { concat } from "../helpers.ts";
 
 const secret = new TextEncoder().encode("0123456789abcdef0123456789abcdef-test-secret");
 
@@ -58,10 +59,6 @@ function frames(seed: number, count: number, maxBytes = 3000): Uint8Array[] {
     out.push(f);
   }
   return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(Buffer.concat(parts));
 }
 
 function sealAll(key: Uint8Array, plain: Uint8Array[]): Uint8Array {

@@ -40,7 +40,7 @@ import {
 } from "../../src/exchange/protocol.ts";
 import { minimumBudgetBytes } from "../../src/memory/budget.ts";
 import { generateSecret } from "../../src/secret.ts";
-import { prng } from "../helpers.ts";
+import { concat, prng } from "../helpers.ts";
 import { distributions, randomBytes, referenceSort } from "../partition/distributions.ts";
 import { dataFrame, FakePeer, wireFingerprintOf } from "./fake-peer.ts";
 import { allExited, dirsPerTest, errorLine, leftovers, type PeerExit, spawnPeer } from "./fault-helpers.ts";
@@ -69,16 +69,6 @@ afterEach(() => {
   for (const f of fakes) f.close();
   fakes.clear();
 });
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 interface MeshRun {
   dir: string;

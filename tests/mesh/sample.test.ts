@@ -10,6 +10,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { generateSecret } from "../../src/secret.ts";
+import { concat } from "../helpers.ts";
 import { distributions, referenceSort } from "../partition/distributions.ts";
 import { allExited, dirsPerTest, spawnPeer } from "./fault-helpers.ts";
 import {
@@ -39,16 +40,6 @@ async function sortWith(inputs: Uint8Array[], args: string[]) {
   const outputs = outputPaths(dir, inputs.length);
   const results = await runPeers(config, inputPaths, outputs, { extraArgs: args, timeoutMs: runBoundMs });
   return { results, outputs };
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** Layouts: equal inputs, and one with an empty and a tiny input among them. */
