@@ -17,7 +17,8 @@ import { END_MARK } from "../exchange/protocol.ts";
 import { maxBusyMs } from "../limits.ts";
 import { type Run, storeOf, timedValidation } from "./run.ts";
 
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** One turn of the event loop: sockets drain and receive, timers fire. */
+export const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Time spent sorting and writing, summed over pieces. */
 export interface SortWriteTimes {

@@ -8,10 +8,8 @@ import { chunkBuffer, fileVersion, readChunks } from "../io/reader.ts";
 import { formatBytes, formatRate, log } from "../log.ts";
 import { imbalanceWarning } from "../partition/sample.ts";
 import { RECORD_BYTES } from "../record.ts";
-import { type SortWriteTimes, writeSorted } from "./drain.ts";
+import { type SortWriteTimes, turn, writeSorted } from "./drain.ts";
 import { type Run, span, storeOf, timedValidation } from "./run.ts";
-
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
  * Read the input, keep our own records, send the rest as it is read (queued
