@@ -19,7 +19,7 @@
  * "Exact" is byte for byte: the outputs in peer order are an independent
  * whole-record sort of all inputs (tests/partition/distributions.ts).
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import {
   closeSync,
   mkdirSync,
@@ -42,7 +42,8 @@ import { minimumBudgetBytes } from "../../src/memory/budget.ts";
 import { generateSecret } from "../../src/secret.ts";
 import { concat, prng } from "../helpers.ts";
 import { distributions, randomBytes, referenceSort } from "../partition/distributions.ts";
-import { dataFrame, FakePeer, wireFingerprintOf } from "./fake-peer.ts";
+import { dataFrame, type FakePeer } from "./fake-peer.ts";
+import { expectCleanFinish, expectStopAfter, type FakeRun, ownRecords, withFakePeer } from "./fake-run.ts";
 import { allExited, dirsPerTest, errorLine, leftovers, type PeerExit, spawnPeer } from "./fault-helpers.ts";
 import {
   expectedOwner,
@@ -64,11 +65,6 @@ const holdReadingMs = 500;
 const stopBoundMs = 3_000;
 
 const newDir = dirsPerTest("netsort-rounds-");
-const fakes = new Set<FakePeer>();
-afterEach(() => {
-  for (const f of fakes) f.close();
-  fakes.clear();
-});
 
 interface MeshRun {
   dir: string;
@@ -353,54 +349,28 @@ function recordsBetween(n: number, low: number, high: number, seed: number): Uin
 /** A quarter of the key space: inside peer 0's half. */
 const markAt = 2 ** 46;
 
-interface FakeRun {
-  dir: string;
-  input: string;
-  output: string;
-  fake: FakePeer;
-  exit: Promise<PeerExit>;
-}
-
-interface FakeRunOptions {
-  /** Peer 0's input, uniform keys. */
-  inputRecords: number;
-  args: string[];
-  /** Accept peer 0's dial from the start; else the test calls fake.listen() when it wants. */
-  listenFirst: boolean;
-}
-
-async function withFakePeer(
+/** Peer 0 (uniform input of `inputRecords`) against a fake peer 1. */
+function withFake(
   ackPeer0: boolean,
   body: (r: FakeRun) => Promise<void>,
-  o: FakeRunOptions = { inputRecords: 3000, args: [], listenFirst: true },
+  o: { inputRecords: number; args: string[]; listenFirst: boolean } = {
+    inputRecords: 3000,
+    args: [],
+    listenFirst: true,
+  },
 ): Promise<void> {
-  const dir = newDir();
-  const ports = freePorts(2);
-  const config = writeConfig(dir, ports);
-  const [input] = writeInputs(dir, [randomBytes(o.inputRecords, 7000)]);
-  const [output] = outputPaths(dir, 1);
-  const fake = new FakePeer(wireFingerprintOf(config), ports, ackPeer0);
-  fakes.add(fake);
-  if (o.listenFirst) fake.listen();
-  const peer = spawnPeer({ id: 0, input, output, config, args: ["--connect-timeout-ms=10000", ...o.args] });
-  await fake.dial(10_000);
-  await body({ dir, input, output, fake, exit: allExited([peer], runBoundMs).then(([e]) => e) });
-}
-
-/** The records of peer 0's input that peer 0 owns in a 2-peer mesh. */
-function ownRecords(input: string): Uint8Array[] {
-  const data = new Uint8Array(readFileSync(input));
-  const own: Uint8Array[] = [];
-  for (let o = 0; o < data.length; o += RECORD)
-    if (expectedOwner(data, o, 2) === 0) own.push(data.subarray(o, o + RECORD));
-  return own;
+  const input = randomBytes(o.inputRecords, 7000);
+  return withFakePeer(
+    { newDir, input, ackPeer0, runBoundMs, args: o.args, listenFirst: o.listenFirst },
+    body,
+  );
 }
 
 describe("a fake peer 1: MARKs kept and broken", () => {
   test(
     "control: records, a MARK, records at or above it, DONE: peer 0 finishes with them in its output (exit 0)",
     () =>
-      withFakePeer(true, async ({ input, output, fake, exit }) => {
+      withFake(true, async ({ input, output, fake, exit }) => {
         const below = recordsBetween(40, 0, markAt, 7100);
         const above = recordsBetween(40, markAt, 2 ** 47, 7200);
         above.set([0x40, 0, 0, 0, 0, 0], 0); // exactly the mark: allowed
@@ -412,13 +382,7 @@ describe("a fake peer 1: MARKs kept and broken", () => {
         fake.send(encodeSummary(FrameType.Done, { records: 80, digest: Bun.hash.crc32(mine) }));
         await fake.events.wait("ack-from-0", 5_000);
         await fake.events.wait("done-from-0", 5_000);
-        await fake.commitRounds(5_000);
-        const e = await exit;
-        expect({ exitCode: e.exitCode, problems: problemLines(e.stderr) }).toEqual({
-          exitCode: 0,
-          problems: [],
-        });
-        expect(fake.problems).toEqual([]);
+        await expectCleanFinish(fake, exit);
         const expected = referenceSort(concat([...ownRecords(input), mine]));
         expect(Buffer.compare(new Uint8Array(readFileSync(output)), expected)).toBe(0);
       }),
@@ -428,7 +392,7 @@ describe("a fake peer 1: MARKs kept and broken", () => {
   test(
     "the drain waits for the peer's own rounds too: a MARK at the end of its range while its own reading is held",
     () =>
-      withFakePeer(
+      withFake(
         true,
         async ({ input, output, fake, exit }) => {
           // Peer 1 has nothing for peer 0: all it will send is at or above 2^47, the end of peer 0's range.
@@ -447,15 +411,10 @@ describe("a fake peer 1: MARKs kept and broken", () => {
           ]);
           fake.send(encodeSummary(FrameType.Done, { records: 0, digest: 0 }));
           await fake.events.wait("ack-from-0", 5_000);
-          await fake.commitRounds(5_000);
-          const e = await exit;
-          expect({ exitCode: e.exitCode, problems: problemLines(e.stderr) }).toEqual({
-            exitCode: 0,
-            problems: [],
-          });
           // Peer 0 kept its MARK rules on its own stream too (the fake checks every record against
-          // the last MARK): one MARK after each of its first 3 rounds, at the cuts of our range [2^47, 2^48).
-          expect(fake.problems).toEqual([]);
+          // the last MARK, and expectCleanFinish wants no problem): one MARK after each of its
+          // first 3 rounds, at the cuts of our range [2^47, 2^48).
+          const e = await expectCleanFinish(fake, exit);
           expect(fake.marksFromPeer0).toEqual([1, 2, 3].map((g) => 2 ** 47 + g * 2 ** 45));
           expect(fake.received.records).toBe(60_000 - ownRecords(input).length);
           expect(e.stderr).toMatch(roundsLine(4));
@@ -523,19 +482,9 @@ describe("a fake peer 1: MARKs kept and broken", () => {
     test(
       `${b.name}: peer 0 fails with one line naming peer 1 (exit 1) and tells it`,
       () =>
-        withFakePeer(false, async ({ dir, output, fake, exit }) => {
-          const faultAtMs = performance.now();
-          b.act(fake);
-          const e = await exit;
-          expect({ exitCode: e.exitCode, signal: e.signal }).toEqual({ exitCode: 1, signal: null });
-          expect(errorLine(e)).toMatch(b.message);
-          expect(e.exitAtMs - faultAtMs).toBeLessThan(stopBoundMs + 300);
-          await fake.events.wait("abort", 1_000);
-          expect(fake.aborts[0]).toMatch(/^peer 0 aborted: .*peer 1/);
-          expect(leftovers(dir, [output])).toEqual([]);
-          console.log(
-            `[measured] ${b.name}: stopped in ${Math.round(e.exitAtMs - faultAtMs)} ms: ${errorLine(e)}`,
-          );
+        withFake(false, async (run) => {
+          const { line, stopMs } = await expectStopAfter(run, b.act, b.message, stopBoundMs + 300);
+          console.log(`[measured] ${b.name}: stopped in ${stopMs} ms: ${line}`);
         }),
       runBoundMs,
     );
