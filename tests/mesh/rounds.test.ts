@@ -63,6 +63,8 @@ const runBoundMs = 30_000;
 const holdReadingMs = 500;
 /** After a fake peer's violation, the real peer stops this soon. */
 const stopBoundMs = 3_000;
+/** How often the rewritten-input test changes the input: several times within the shortest run of passes. */
+const flipEveryMs = 5;
 
 const newDir = dirsPerTest("netsort-rounds-");
 
@@ -498,12 +500,13 @@ describe("an input rewritten in place between rounds", () => {
       const dir = newDir();
       const [port] = await freePorts(1);
       const config = writeConfig(dir, [port]);
-      // 16 MiB read 64 times: long enough (~1 s or more) to change it while the passes run.
+      // 16 MiB read 64 times: 80 ms of passes on the fastest host seen so far, ~1 s on slow ones.
       const [input] = writeInputs(dir, [randomBytes(167_772, 7)]);
       const [output] = outputPaths(dir, 1);
       const peer = spawnPeer({ id: 0, input, output, config, args: ["--rounds", "64"] });
-      // Flip one byte in place (same size, same inode) every 100 ms until the peer exits:
-      // whichever flip lands after it took the input's version fails the pass it is in.
+      // Flip one byte in place (same size, same inode) every flipEveryMs until the peer exits:
+      // whichever flip lands after it took the input's version fails the pass it is in. Every
+      // 100 ms was too slow there: the passes could all end between two flips (exit 0).
       let flips = 0;
       const flipper = setInterval(() => {
         const fd = openSync(input, "r+");
@@ -513,7 +516,7 @@ describe("an input rewritten in place between rounds", () => {
         writeSync(fd, b, 0, 1, 12345);
         closeSync(fd);
         flips++;
-      }, 100);
+      }, flipEveryMs);
       try {
         const [exit] = await allExited([peer], runBoundMs);
         expect(flips).toBeGreaterThan(0);
