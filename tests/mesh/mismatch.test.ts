@@ -238,7 +238,8 @@ describe("6. messages say what happened", () => {
         await fake.events.wait("done-from-0", runBoundMs);
         const done = fake.doneFromPeer0;
         expect(done).not.toBeNull();
-        if (done === null) return;
+        // Narrows the type; the expect above has already failed the test when it throws.
+        if (done === null) throw new Error("peer 0 sent its DONE, but the fake kept no summary of it");
         fake.sendOnInbound(
           encodeSummary(FrameType.Ack, { records: done.records, digest: (done.digest ^ 1) >>> 0 }),
         );
